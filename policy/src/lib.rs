@@ -1,0 +1,21 @@
+//! Palisade's policy model: the `DatabasePolicy` and `MaskingRule` resources as plain Rust
+//! types, and the renderer that turns them into the [`RenderedPolicy`] document the sidecar
+//! enforces. Nothing here knows about Kubernetes clients or sockets, so the operator and the
+//! sidecar's standalone mode load exactly the same files the same way.
+
+mod error;
+pub mod manifest;
+pub mod masking;
+pub mod model;
+pub mod render;
+pub mod selector;
+
+pub use error::PolicyError;
+pub use manifest::{Manifest, ObjectMeta, load_manifests, parse_manifests};
+pub use masking::MaskingRuleSpec;
+pub use model::*;
+pub use render::{RENDERED_FORMAT, RenderedPolicy, SelectedMaskingRule, render_all};
+pub use selector::LabelSelector;
+
+/// The API group and version of every Palisade resource.
+pub const API_VERSION: &str = "palisade.dev/v1alpha1";

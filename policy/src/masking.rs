@@ -1,0 +1,118 @@
+//! The `MaskingRule` resource (SPEC §2.2): which columns are masked, how, and for whom.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{SecretKeyRef, Subjects};
+use crate::selector::LabelSelector;
+
+/// Masks sensitive values in result rows as they stream through the sidecar.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MaskingRuleSpec {
+    /// DatabasePolicies in this namespace this rule applies to; empty selects all.
+    #[serde(default)]
+    pub policy_selector: LabelSelector,
+    /// Column masks, by table and column glob.
+    #[serde(default)]
+    pub columns: Vec<ColumnMask>,
+    /// Content-based detection for columns no rule names. Opt-in per entity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detectors: Vec<Detector>,
+    /// Subjects that see raw values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exempt: Option<Subjects>,
+    /// What happens to a result computed from a masked column.
+    #[serde(default)]
+    pub derived_columns: DerivedColumns,
+    /// Whether masked columns may appear in WHERE/JOIN/ORDER BY/GROUP BY.
+    #[serde(default)]
+    pub predicates: Predicates,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ColumnMask {
+    /// `schema.table` glob (`*` for any table).
+    pub table: String,
+    /// Column name glob.
+    pub column: String,
+    pub mask: Mask,
+}
+
+/// How a value is replaced. A masked value is always a valid value of the column's type;
+/// where the mask cannot be expressed in that type, it is NULL.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum Mask {
+    Null,
+    Redact,
+    Fixed {
+        value: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Partial {
+        #[serde(default)]
+        keep_first: u32,
+        #[serde(default)]
+        keep_last: u32,
+    },
+    Email,
+    #[serde(rename_all = "camelCase")]
+    Hash {
+        key_secret_ref: SecretKeyRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        length: Option<u32>,
+    },
+    Tokenize,
+    Truncate {
+        to: TruncateTo,
+    },
+    Round {
+        to: f64,
+    },
+    Noise {
+        ratio: f64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TruncateTo {
+    Year,
+    Month,
+    Day,
+    Hour,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Detector {
+    pub entities: Vec<Entity>,
+    pub mask: Mask,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Entity {
+    Email,
+    CreditCard,
+    UsSsn,
+    Iban,
+    Phone,
+    Jwt,
+    AwsAccessKey,
+    PrivateKey,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DerivedColumns {
+    #[default]
+    Mask,
+    Deny,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Predicates {
+    #[default]
+    Allow,
+    Deny,
+}
