@@ -1,1 +1,125 @@
-fn main() {}
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use palisade_sidecar::server::{self, Options};
+
+/// Palisade's PostgreSQL sidecar: governs every statement between an app and its database.
+#[derive(Parser)]
+#[command(name = "palisade-sidecar", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy: one listener per DatabasePolicy found in the policy directory.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Directory of rendered policy.json files or DatabasePolicy/MaskingRule YAML
+    /// (sub-directories are read too, as mounted ConfigMaps lay them out).
+    #[arg(long, env = "PALISADE_POLICY_DIR", value_name = "DIR")]
+    policy_dir: PathBuf,
+    /// Directory of secrets laid out as Kubernetes mounts them: DIR/<secret-name>/<key>.
+    #[arg(long, env = "PALISADE_SECRETS_DIR", value_name = "DIR")]
+    secrets_dir: Option<PathBuf>,
+    /// Address the policy listeners bind to (each on its policy's spec.listen.port).
+    #[arg(long, env = "PALISADE_LISTEN_ADDRESS", default_value = "127.0.0.1")]
+    listen_address: IpAddr,
+    /// Address of the admin endpoint (/healthz, /readyz, /metrics).
+    #[arg(long, env = "PALISADE_ADMIN_ADDRESS", default_value = "127.0.0.1:9187")]
+    admin_address: SocketAddr,
+    /// PEM certificate for TLS on the client leg (clients may then use sslmode=require).
+    #[arg(long, env = "PALISADE_TLS_CERT", requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "PALISADE_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// After SIGTERM, how long open sessions may take to finish.
+    #[arg(long, env = "PALISADE_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+    /// How often the policy and secrets directories are checked for changes.
+    #[arg(long, env = "PALISADE_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    reload_interval: Duration,
+    /// Log format on stderr.
+    #[arg(long, env = "PALISADE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level or filter (e.g. `info`, `palisade_sidecar=debug`); RUST_LOG wins if set.
+    #[arg(long, env = "PALISADE_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Worker threads for the proxy (default: 2, or 1 on a single-CPU machine).
+    #[arg(long, env = "PALISADE_WORKERS")]
+    workers: Option<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 30s, 2m)"))
+}
+
+fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(f) if !f.is_empty() => tracing_subscriber::EnvFilter::try_new(f),
+        _ => tracing_subscriber::EnvFilter::try_new(level),
+    }
+    .context("invalid log filter")?;
+    // Logs go to stderr: stdout is the audit stream's.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("palisade-sidecar: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format, &args.log_level)?;
+    let workers = args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get().min(2))
+            .unwrap_or(1)
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let opts = Options {
+        policy_dir: args.policy_dir,
+        secrets_dir: args.secrets_dir,
+        listen_address: args.listen_address,
+        admin_address: args.admin_address,
+        client_tls: args.tls_cert.zip(args.tls_key),
+        shutdown_grace: args.shutdown_grace,
+        reload_interval: args.reload_interval,
+    };
+    runtime.block_on(server::run(opts))
+}

@@ -1,0 +1,51 @@
+//! Cancel keys. Clients see keys the sidecar made up, so a key never reveals or reaches
+//! the upstream backend directly; a CancelRequest is mapped back to the session it
+//! belongs to and re-sent upstream with that backend's real key.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::config::Upstream;
+use crate::protocol::startup::CancelKey;
+
+#[derive(Clone)]
+struct Target {
+    upstream: Arc<Upstream>,
+    key: CancelKey,
+}
+
+#[derive(Default)]
+pub struct CancelRegistry {
+    map: Mutex<HashMap<CancelKey, Target>>,
+}
+
+impl CancelRegistry {
+    /// Issues a fresh client-facing key for a session whose upstream backend has `key`.
+    pub fn register(&self, upstream: Arc<Upstream>, key: CancelKey) -> CancelKey {
+        let mut map = self.map.lock().expect("cancel registry poisoned");
+        loop {
+            let ours = CancelKey {
+                // Positive like real PIDs, which some clients assume.
+                pid: rand::random::<i32>() & 0x7fff_ffff,
+                secret: rand::random(),
+            };
+            if ours.pid != 0 && !map.contains_key(&ours) {
+                map.insert(ours, Target { upstream, key });
+                return ours;
+            }
+        }
+    }
+
+    pub fn unregister(&self, ours: &CancelKey) {
+        self.map.lock().expect("cancel registry poisoned").remove(ours);
+    }
+
+    /// The upstream and real key for a client's cancel key.
+    pub fn lookup(&self, ours: &CancelKey) -> Option<(Arc<Upstream>, CancelKey)> {
+        self.map
+            .lock()
+            .expect("cancel registry poisoned")
+            .get(ours)
+            .map(|t| (t.upstream.clone(), t.key))
+    }
+}

@@ -1,0 +1,526 @@
+//! One client connection, from the first byte to the last: TLS negotiation on the client
+//! leg, the startup message, authentication (relayed, or performed by the sidecar with
+//! injected credentials), the cancel-key swap, and then the relay.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
+use postgres_protocol::message::frontend as pgfront;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::cancel::CancelRegistry;
+use crate::config::{Credentials, LoadedPolicy};
+use crate::conn::Conn;
+use crate::metrics::Metrics;
+use crate::protocol::auth::{self, AUTH_CLEARTEXT, AUTH_MD5, AUTH_OK, AUTH_SASL, AUTH_SASL_CONTINUE, AUTH_SASL_FINAL};
+use crate::protocol::error::{PgError, error_message_field, sqlstate};
+use crate::protocol::frame::{FrameError, peek_header};
+use crate::protocol::startup::{self, CancelKey, StartupMessage, StartupPacket};
+use crate::protocol::{backend, frontend};
+use crate::relay::{Pump, RelayEnd, RelayState, flush_remaining, relay};
+use crate::upstream;
+
+/// Authentication and startup messages are small; anything bigger is not a real client.
+const STARTUP_MESSAGE_LIMIT: usize = 1024 * 1024;
+
+/// What every session of one listener shares.
+pub struct ListenerContext {
+    pub policy: Arc<arc_swap::ArcSwap<LoadedPolicy>>,
+    pub cancel: Arc<CancelRegistry>,
+    pub metrics: Arc<Metrics>,
+    pub client_tls: Option<TlsAcceptor>,
+}
+
+/// Why a session ended early. `client` is what the client is told, if it can still hear.
+struct Stop {
+    client: Option<PgError>,
+    log: String,
+}
+
+impl Stop {
+    fn quiet(log: impl Into<String>) -> Self {
+        Stop {
+            client: None,
+            log: log.into(),
+        }
+    }
+
+    fn tell(err: PgError) -> Self {
+        Stop {
+            log: err.message.clone(),
+            client: Some(err),
+        }
+    }
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(e: std::io::Error) -> Self {
+        Stop::quiet(format!("connection error: {e}"))
+    }
+}
+
+impl From<FrameError> for Stop {
+    fn from(e: FrameError) -> Self {
+        Stop::tell(PgError::fatal(sqlstate::PROTOCOL_VIOLATION, format!("palisade: {e}")))
+    }
+}
+
+/// Serves one accepted connection to completion.
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) {
+    let _ = tcp.set_nodelay(true);
+    let policy = ctx.policy.load_full();
+    let span = info_span!("session", %peer, policy = %policy.key());
+    async move {
+        let mut client = Conn::Plain(tcp);
+        let mut buf = BytesMut::with_capacity(1024);
+        match establish(&mut client, &mut buf, &policy, &ctx).await {
+            Ok(None) => {}
+            Ok(Some(session)) => session.run(client, buf, &ctx).await,
+            Err(stop) => {
+                debug!(reason = %stop.log, "session refused");
+                if let Some(err) = stop.client {
+                    info!(error = %err, "connection refused");
+                    flush_remaining(&mut client, &err.to_message()).await;
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// An authenticated session, ready to relay.
+struct Established {
+    server: Conn,
+    server_buf: BytesMut,
+    key: CancelKey,
+    user: String,
+    database: String,
+    started: Instant,
+    policy_key: String,
+}
+
+impl Established {
+    async fn run(mut self, mut client: Conn, client_buf: BytesMut, ctx: &ListenerContext) {
+        info!(user = %self.user, database = %self.database, "session started");
+        let mut state = RelayState::new(ctx.metrics.session(&self.policy_key));
+        let (end, to_server, to_client) = relay(
+            &mut client,
+            &mut self.server,
+            Pump::new(client_buf),
+            Pump::new(self.server_buf),
+            &mut state,
+        )
+        .await;
+        ctx.cancel.unregister(&self.key);
+        match &end {
+            RelayEnd::ClientProtocol(e) => {
+                warn!(error = %e, "client broke the protocol; closing");
+                let err = PgError::fatal(sqlstate::PROTOCOL_VIOLATION, format!("palisade: {e}"));
+                let mut pending = to_client;
+                pending.extend_from_slice(&err.to_message());
+                flush_remaining(&mut client, &pending).await;
+            }
+            RelayEnd::ServerProtocol(e) => {
+                warn!(error = %e, "upstream broke the protocol; closing");
+                let err = PgError::fatal(sqlstate::CONNECTION_FAILURE, format!("palisade: upstream sent an invalid message: {e}"));
+                flush_remaining(&mut client, &err.to_message()).await;
+            }
+            _ => {
+                // Whatever one side said last (a Terminate, a FATAL) still reaches the other.
+                tokio::join!(
+                    flush_remaining(&mut self.server, &to_server),
+                    flush_remaining(&mut client, &to_client)
+                );
+            }
+        }
+        info!(
+            ms = self.started.elapsed().as_millis() as u64,
+            end = ?end,
+            "session ended"
+        );
+    }
+}
+
+/// Reads until `buf` holds at least `need` bytes.
+async fn fill(conn: &mut Conn, buf: &mut BytesMut, need: usize) -> std::io::Result<()> {
+    while buf.len() < need {
+        buf.reserve(need - buf.len());
+        if conn.read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
+}
+
+/// Reads one whole tagged message.
+async fn read_message(conn: &mut Conn, buf: &mut BytesMut) -> Result<Bytes, Stop> {
+    fill(conn, buf, 5).await?;
+    let header = peek_header(buf, STARTUP_MESSAGE_LIMIT)?.expect("five bytes are there");
+    fill(conn, buf, header.total).await?;
+    Ok(buf.split_to(header.total).freeze())
+}
+
+/// Reads one untagged initial packet (startup, SSL, GSS or cancel request).
+async fn read_initial_packet(conn: &mut Conn, buf: &mut BytesMut) -> Result<StartupPacket, Stop> {
+    fill(conn, buf, 4).await?;
+    let len = startup::packet_len(buf[..4].try_into().expect("four bytes"))
+        .map_err(|e| Stop::tell(PgError::fatal(sqlstate::PROTOCOL_VIOLATION, format!("palisade: {e}"))))?;
+    fill(conn, buf, len).await?;
+    let packet = buf.split_to(len);
+    startup::parse_packet(&packet[4..])
+        .map_err(|e| Stop::tell(PgError::fatal(sqlstate::PROTOCOL_VIOLATION, format!("palisade: {e}"))))
+}
+
+/// Everything up to the first ReadyForQuery. `Ok(None)`: the connection was a cancel request.
+async fn establish(
+    client: &mut Conn,
+    buf: &mut BytesMut,
+    policy: &LoadedPolicy,
+    ctx: &ListenerContext,
+) -> Result<Option<Established>, Stop> {
+    let started = Instant::now();
+    let mut startup = loop {
+        if let (Conn::Plain(tcp), Some(acceptor)) = (&*client, &ctx.client_tls) {
+            // PostgreSQL 17 clients may open with a TLS ClientHello directly (sslnegotiation=direct).
+            let mut first = [0u8; 1];
+            if buf.is_empty() && tcp.peek(&mut first).await? == 1 && first[0] == 0x16 {
+                upgrade_client(client, acceptor).await?;
+                continue;
+            }
+        }
+        match read_initial_packet(client, buf).await? {
+            StartupPacket::SslRequest => match (&ctx.client_tls, client.is_tls()) {
+                (Some(acceptor), false) => {
+                    client.write_all(b"S").await?;
+                    if !buf.is_empty() {
+                        // Bytes sent before the handshake could be injected by a man in the middle.
+                        return Err(Stop::tell(PgError::fatal(
+                            sqlstate::PROTOCOL_VIOLATION,
+                            "palisade: received unencrypted data after SSL request",
+                        )));
+                    }
+                    upgrade_client(client, acceptor).await?;
+                }
+                _ => client.write_all(b"N").await?,
+            },
+            StartupPacket::GssEncRequest => client.write_all(b"N").await?,
+            StartupPacket::Cancel(key) => {
+                forward_cancel(key, ctx).await;
+                return Ok(None);
+            }
+            StartupPacket::Startup(m) => break m,
+        }
+    };
+
+    let unrecognized = negotiate_version(&mut startup);
+    if let Some(v) = startup.get("replication")
+        && !matches!(v.to_ascii_lowercase().as_str(), "false" | "off" | "no" | "0")
+    {
+        return Err(Stop::tell(
+            PgError::fatal(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "palisade: replication connections are not supported through the sidecar",
+            )
+            .with_hint("connect replication clients to the database directly"),
+        ));
+    }
+    let Some(user) = startup.get("user").map(str::to_string) else {
+        return Err(Stop::tell(PgError::fatal(
+            sqlstate::INVALID_AUTHORIZATION,
+            "no PostgreSQL user name specified in startup packet",
+        )));
+    };
+    let database = startup.get("database").unwrap_or(&user).to_string();
+    let allowed = &policy.rendered.spec.database.databases;
+    if !allowed.is_empty() && !allowed.contains(&database) {
+        return Err(Stop::tell(
+            PgError::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                format!(
+                    "palisade: database \"{database}\" is not allowed by policy {}",
+                    policy.key()
+                ),
+            )
+            .with_hint(format!(
+                "spec.database.databases allows: {}",
+                allowed.join(", ")
+            )),
+        ));
+    }
+    if let Some(msg) = unrecognized {
+        client.write_all(&msg).await?;
+    }
+
+    let up = &policy.upstream;
+    let mut server = match upstream::connect(up).await {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.metrics.upstream_error(&policy.key(), e.kind);
+            warn!(kind = e.kind, error = %e.error.message, "upstream connection failed");
+            return Err(Stop::tell(e.error));
+        }
+    };
+    if let Some(creds) = &up.credentials {
+        startup.set("user", &creds.username);
+    }
+    server.write_all(&startup.to_packet()).await?;
+
+    let mut server_buf = BytesMut::with_capacity(1024);
+    let auth = match &up.credentials {
+        None => relay_auth(client, buf, &mut server, &mut server_buf).await,
+        Some(creds) => inject_auth(client, &mut server, &mut server_buf, creds).await,
+    };
+    if let Err(stop) = auth {
+        if stop.client.as_ref().is_some_and(|e| e.code == sqlstate::INVALID_PASSWORD) {
+            ctx.metrics.upstream_error(&policy.key(), "auth");
+        }
+        return Err(stop);
+    }
+
+    // ParameterStatus, BackendKeyData, notices, then ReadyForQuery: sent on as one batch.
+    let mut batch = BytesMut::with_capacity(1024);
+    let mut key = None;
+    loop {
+        let msg = read_message(&mut server, &mut server_buf).await?;
+        match msg[0] {
+            backend::BACKEND_KEY_DATA => {
+                let real = CancelKey::from_backend_key_data(&msg[5..]).ok_or_else(|| {
+                    Stop::tell(PgError::fatal(sqlstate::CONNECTION_FAILURE, "palisade: malformed BackendKeyData from upstream"))
+                })?;
+                let ours = ctx.cancel.register(policy.upstream.clone(), real);
+                key = Some(ours);
+                batch.extend_from_slice(&ours.backend_key_data());
+            }
+            backend::READY_FOR_QUERY => {
+                batch.extend_from_slice(&msg);
+                client.write_all(&batch).await?;
+                client.flush().await?;
+                break;
+            }
+            backend::ERROR_RESPONSE => {
+                // e.g. `database "x" does not exist`: the client hears the server's words.
+                batch.extend_from_slice(&msg);
+                flush_remaining(client, &batch).await;
+                if let Some(k) = key {
+                    ctx.cancel.unregister(&k);
+                }
+                return Err(Stop::quiet(error_message_field(&msg[5..]).unwrap_or_default()));
+            }
+            _ => batch.extend_from_slice(&msg),
+        }
+    }
+    let key = key.unwrap_or_else(|| {
+        // A server that sends no key cannot be cancelled; issue one that maps nowhere useful.
+        ctx.cancel.register(policy.upstream.clone(), CancelKey { pid: 0, secret: 0 })
+    });
+    Ok(Some(Established {
+        server,
+        server_buf,
+        key,
+        user,
+        database,
+        started,
+        policy_key: policy.key(),
+    }))
+}
+
+async fn upgrade_client(client: &mut Conn, acceptor: &TlsAcceptor) -> Result<(), Stop> {
+    let Conn::Plain(tcp) = std::mem::replace(client, Conn::Detached) else {
+        return Err(Stop::quiet("TLS requested on an encrypted connection"));
+    };
+    let tls = acceptor
+        .accept(tcp)
+        .await
+        .map_err(|e| Stop::quiet(format!("client TLS handshake failed: {e}")))?;
+    *client = Conn::Server(Box::new(tls));
+    Ok(())
+}
+
+/// The sidecar speaks protocol 3.0 and no `_pq_.` extensions; a client asking for more is
+/// told so (NegotiateProtocolVersion), as a 3.0 server would, and the upstream never sees it.
+fn negotiate_version(startup: &mut StartupMessage) -> Option<Bytes> {
+    let unrecognized: Vec<String> = startup
+        .params
+        .iter()
+        .filter(|(k, _)| k.starts_with("_pq_."))
+        .map(|(k, _)| k.clone())
+        .collect();
+    startup.params.retain(|(k, _)| !k.starts_with("_pq_."));
+    let newer_minor = startup.version != startup::PROTOCOL_3_0;
+    (newer_minor || !unrecognized.is_empty()).then(|| startup::negotiate_protocol_version(&unrecognized))
+}
+
+/// Passthrough authentication: the client proves itself to the database through the
+/// sidecar, which only takes channel binding out of a SCRAM offer (the client's TLS
+/// channel, if any, is not the one the server sees).
+async fn relay_auth(
+    client: &mut Conn,
+    client_buf: &mut BytesMut,
+    server: &mut Conn,
+    server_buf: &mut BytesMut,
+) -> Result<(), Stop> {
+    loop {
+        let msg = read_message(server, server_buf).await?;
+        match msg[0] {
+            backend::AUTHENTICATION => {
+                let code = auth::auth_code(&msg[5..]).unwrap_or(-1);
+                match code {
+                    AUTH_OK => {
+                        client.write_all(&msg).await?;
+                        return Ok(());
+                    }
+                    AUTH_CLEARTEXT | AUTH_MD5 | AUTH_SASL_CONTINUE => {
+                        client.write_all(&msg).await?;
+                        answer_from_client(client, client_buf, server).await?;
+                    }
+                    AUTH_SASL => {
+                        let offered = auth::sasl_mechanisms(&msg[5..]);
+                        let Some(kept) = auth::without_channel_binding(&offered) else {
+                            return Err(Stop::tell(PgError::fatal(
+                                sqlstate::FEATURE_NOT_SUPPORTED,
+                                "palisade: the database requires SCRAM channel binding, which cannot pass through a proxy",
+                            ).with_hint("set spec.database.credentialsSecretRef so the sidecar authenticates itself")));
+                        };
+                        client.write_all(&auth::sasl_offer(&kept)).await?;
+                        answer_from_client(client, client_buf, server).await?;
+                    }
+                    AUTH_SASL_FINAL => client.write_all(&msg).await?,
+                    other => {
+                        return Err(Stop::tell(PgError::fatal(
+                            sqlstate::FEATURE_NOT_SUPPORTED,
+                            format!(
+                                "palisade: the database asked for {} authentication, which the sidecar cannot relay",
+                                auth::method_name(other)
+                            ),
+                        ).with_hint("use password, md5 or scram-sha-256 in pg_hba.conf, or spec.database.credentialsSecretRef")));
+                    }
+                }
+            }
+            backend::ERROR_RESPONSE => {
+                // Wrong password and the like: the client hears the server's own words.
+                flush_remaining(client, &msg).await;
+                return Err(Stop::quiet(format!(
+                    "upstream refused authentication: {}",
+                    error_message_field(&msg[5..]).unwrap_or_default()
+                )));
+            }
+            _ => client.write_all(&msg).await?,
+        }
+    }
+}
+
+/// Forwards the client's PasswordMessage/SASL response to the server.
+async fn answer_from_client(client: &mut Conn, client_buf: &mut BytesMut, server: &mut Conn) -> Result<(), Stop> {
+    client.flush().await?;
+    let answer = read_message(client, client_buf).await?;
+    if answer[0] != frontend::PASSWORD {
+        return Err(Stop::tell(PgError::fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            format!("palisade: expected a password response, got message type {:?}", answer[0] as char),
+        )));
+    }
+    server.write_all(&answer).await?;
+    Ok(())
+}
+
+/// Credential injection: the sidecar logs in with the secret's credentials; the client,
+/// which never holds the database password, is told only that it is in.
+async fn inject_auth(
+    client: &mut Conn,
+    server: &mut Conn,
+    server_buf: &mut BytesMut,
+    creds: &Credentials,
+) -> Result<(), Stop> {
+    let mut scram: Option<ScramSha256> = None;
+    let scram_failed = |e: std::io::Error| {
+        Stop::tell(PgError::fatal(
+            sqlstate::INVALID_PASSWORD,
+            format!("palisade: SCRAM authentication with the upstream failed: {e}"),
+        ))
+    };
+    loop {
+        let msg = read_message(server, server_buf).await?;
+        let body = &msg[5..];
+        let mut reply = BytesMut::new();
+        match msg[0] {
+            backend::AUTHENTICATION => match auth::auth_code(body).unwrap_or(-1) {
+                AUTH_OK => break,
+                AUTH_CLEARTEXT => pgfront::password_message(&creds.password, &mut reply)?,
+                AUTH_MD5 => {
+                    let salt = auth::md5_salt(body).ok_or_else(|| Stop::quiet("malformed MD5 request"))?;
+                    let hash = postgres_protocol::authentication::md5_hash(
+                        creds.username.as_bytes(),
+                        &creds.password,
+                        salt,
+                    );
+                    pgfront::password_message(hash.as_bytes(), &mut reply)?;
+                }
+                AUTH_SASL => {
+                    if !auth::sasl_mechanisms(body).iter().any(|m| m == SCRAM_SHA_256) {
+                        return Err(Stop::tell(PgError::fatal(
+                            sqlstate::FEATURE_NOT_SUPPORTED,
+                            "palisade: the database offers no SASL mechanism the sidecar supports (SCRAM-SHA-256)",
+                        )));
+                    }
+                    let s = ScramSha256::new(&creds.password, ChannelBinding::unsupported());
+                    pgfront::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut reply)?;
+                    scram = Some(s);
+                }
+                AUTH_SASL_CONTINUE => {
+                    let s = scram.as_mut().ok_or_else(|| Stop::quiet("SASL continue before SASL start"))?;
+                    s.update(&body[4..]).map_err(scram_failed)?;
+                    pgfront::sasl_response(s.message(), &mut reply)?;
+                }
+                AUTH_SASL_FINAL => {
+                    // Proves the server knows the password too; a fake server fails here.
+                    let s = scram.as_mut().ok_or_else(|| Stop::quiet("SASL final before SASL start"))?;
+                    s.finish(&body[4..]).map_err(scram_failed)?;
+                }
+                other => {
+                    return Err(Stop::tell(PgError::fatal(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        format!(
+                            "palisade: the database asked for {} authentication; injected credentials support password, md5 and SCRAM-SHA-256",
+                            auth::method_name(other)
+                        ),
+                    )));
+                }
+            },
+            backend::ERROR_RESPONSE => {
+                let reason = error_message_field(body).unwrap_or_default();
+                return Err(Stop::tell(
+                    PgError::fatal(
+                        sqlstate::INVALID_PASSWORD,
+                        format!("palisade: the database refused the sidecar's credentials for user \"{}\": {reason}", creds.username),
+                    )
+                    .with_hint("check the username and password keys of spec.database.credentialsSecretRef"),
+                ));
+            }
+            _ => {}
+        }
+        if !reply.is_empty() {
+            server.write_all(&reply).await?;
+        }
+    }
+    client.write_all(&auth::auth_ok()).await?;
+    Ok(())
+}
+
+/// Maps a client's cancel key to the real backend and cancels it there.
+async fn forward_cancel(key: CancelKey, ctx: &ListenerContext) {
+    match ctx.cancel.lookup(&key) {
+        Some((up, real)) if real.pid != 0 => match upstream::send_cancel(&up, real).await {
+            Ok(()) => info!("cancel request forwarded"),
+            Err(e) => warn!(error = %e, "cancel request could not be forwarded"),
+        },
+        // As PostgreSQL does, say nothing to a client with a wrong key.
+        _ => debug!("cancel request with an unknown key ignored"),
+    }
+}
