@@ -107,11 +107,16 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             .map(|n| n.get().min(2))
             .unwrap_or(1)
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers.max(1))
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    // One worker runs everything on one thread: no cross-thread wake-ups, which on small
+    // machines cost more than they parallelise.
+    let mut builder = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    let runtime = builder.enable_all().build().context("starting the runtime")?;
     let opts = Options {
         policy_dir: args.policy_dir,
         secrets_dir: args.secrets_dir,
