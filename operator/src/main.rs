@@ -1,1 +1,62 @@
-fn main() {}
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use palisade_policy::{Manifest, load_manifests, render_all};
+
+/// Palisade's operator. Offline today: renders DatabasePolicy/MaskingRule YAML into the
+/// policy documents sidecars enforce.
+#[derive(Parser)]
+#[command(name = "palisade-operator", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the rendered policy JSON that sidecars would enforce, without a cluster.
+    Render {
+        /// DatabasePolicy and MaskingRule YAML files (multi-document files are fine).
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1.., value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Render { files } => render(&files),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("palisade-operator: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn render(files: &[PathBuf]) -> anyhow::Result<()> {
+    let mut manifests: Vec<Manifest> = Vec::new();
+    for f in files {
+        manifests.extend(load_manifests(f)?);
+    }
+    let origin = files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rendered = render_all(&origin, &manifests)?;
+    if rendered.is_empty() {
+        anyhow::bail!("no DatabasePolicy found in {origin}");
+    }
+    // One policy prints as its document (what policy.json holds); several as an array.
+    let out = if rendered.len() == 1 {
+        rendered[0].to_json()
+    } else {
+        serde_json::to_string_pretty(&rendered).context("serialising")?
+    };
+    println!("{out}");
+    Ok(())
+}

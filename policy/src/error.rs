@@ -4,11 +4,8 @@ use std::path::PathBuf;
 /// there is one, the field at fault, because users fix YAML by reading these messages.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{}: {cause}", path.display())]
+    Io { path: PathBuf, cause: std::io::Error },
     #[error("{origin}: document {index}: {message}")]
     Parse {
         origin: String,

@@ -136,9 +136,9 @@ fn field<T: DeserializeOwned>(value: &serde_yaml::Value, name: &str) -> Result<T
 
 /// Reads and parses one YAML file.
 pub fn load_manifests(path: &Path) -> Result<Vec<Manifest>, PolicyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+    let text = std::fs::read_to_string(path).map_err(|cause| PolicyError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     parse_manifests(&path.display().to_string(), &text)
 }

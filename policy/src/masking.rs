@@ -37,6 +37,7 @@ pub struct ColumnMask {
     pub table: String,
     /// Column name glob.
     pub column: String,
+    #[serde(deserialize_with = "deserialize_mask")]
     pub mask: Mask,
 }
 
@@ -88,7 +89,21 @@ pub enum TruncateTo {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Detector {
     pub entities: Vec<Entity>,
+    #[serde(deserialize_with = "deserialize_mask")]
     pub mask: Mask,
+}
+
+/// YAML reads `type: Null` as a null value, not the string "Null"; users write it as the
+/// SPEC does, so a null `type` means the `Null` mask.
+fn deserialize_mask<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Mask, D::Error> {
+    use serde::de::Error;
+    let mut value = serde_json::Value::deserialize(d)?;
+    if let Some(obj) = value.as_object_mut()
+        && obj.get("type").is_some_and(|t| t.is_null())
+    {
+        obj.insert("type".into(), "Null".into());
+    }
+    Mask::deserialize(value).map_err(D::Error::custom)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -28,6 +28,9 @@ use crate::upstream;
 
 /// Authentication and startup messages are small; anything bigger is not a real client.
 const STARTUP_MESSAGE_LIMIT: usize = 1024 * 1024;
+/// Like PostgreSQL's `authentication_timeout`: a client that connects and never finishes
+/// logging in must not hold a slot (or an upstream connection) forever.
+const STARTUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What every session of one listener shares.
 pub struct ListenerContext {
@@ -79,7 +82,15 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
     async move {
         let mut client = Conn::Plain(tcp);
         let mut buf = BytesMut::with_capacity(1024);
-        match establish(&mut client, &mut buf, &policy, &ctx).await {
+        let established = tokio::time::timeout(STARTUP_TIMEOUT, establish(&mut client, &mut buf, &policy, &ctx))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Stop::tell(PgError::fatal(
+                    sqlstate::CONNECTION_FAILURE,
+                    "palisade: canceling authentication due to timeout",
+                )))
+            });
+        match established {
             Ok(None) => {}
             Ok(Some(session)) => session.run(client, buf, &ctx).await,
             Err(stop) => {
