@@ -70,6 +70,8 @@ pub struct RelayState {
     in_flight: VecDeque<Instant>,
     /// Transaction status from the last ReadyForQuery: `I`, `T` or `E`.
     pub txn_status: u8,
+    /// The client said goodbye (Terminate); whichever side closes first after that is normal.
+    pub terminated: bool,
     pub metrics: SessionMetrics,
 }
 
@@ -78,6 +80,7 @@ impl RelayState {
         RelayState {
             in_flight: VecDeque::new(),
             txn_status: b'I',
+            terminated: false,
             metrics,
         }
     }
@@ -108,6 +111,7 @@ impl Side for FromClient {
     fn on_header(tag: u8, st: &mut RelayState) {
         match tag {
             frontend::QUERY | frontend::EXECUTE => st.metrics.statement(),
+            frontend::TERMINATE => st.terminated = true,
             _ => {}
         }
         // Each of these is answered by exactly one ReadyForQuery.

@@ -17,7 +17,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::cancel::CancelRegistry;
 use crate::config::{Credentials, LoadedPolicy};
 use crate::conn::Conn;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SessionMetrics};
 use crate::protocol::auth::{self, AUTH_CLEARTEXT, AUTH_MD5, AUTH_OK, AUTH_SASL, AUTH_SASL_CONTINUE, AUTH_SASL_FINAL};
 use crate::protocol::error::{PgError, error_message_field, sqlstate};
 use crate::protocol::frame::{FrameError, peek_header};
@@ -79,6 +79,8 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
     let _ = tcp.set_nodelay(true);
     let policy = ctx.policy.load_full();
     let span = info_span!("session", %peer, policy = %policy.key());
+    // Counted from accept, so refused connections show in the metrics too.
+    let metrics = ctx.metrics.session(&policy.key());
     async move {
         let mut client = Conn::Plain(tcp);
         let mut buf = BytesMut::with_capacity(1024);
@@ -92,7 +94,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
             });
         match established {
             Ok(None) => {}
-            Ok(Some(session)) => session.run(client, buf, &ctx).await,
+            Ok(Some(session)) => session.run(client, buf, &ctx, metrics).await,
             Err(stop) => {
                 debug!(reason = %stop.log, "session refused");
                 if let Some(err) = stop.client {
@@ -114,13 +116,12 @@ struct Established {
     user: String,
     database: String,
     started: Instant,
-    policy_key: String,
 }
 
 impl Established {
-    async fn run(mut self, mut client: Conn, client_buf: BytesMut, ctx: &ListenerContext) {
+    async fn run(mut self, mut client: Conn, client_buf: BytesMut, ctx: &ListenerContext, metrics: SessionMetrics) {
         info!(user = %self.user, database = %self.database, "session started");
-        let mut state = RelayState::new(ctx.metrics.session(&self.policy_key));
+        let mut state = RelayState::new(metrics);
         let (end, to_server, to_client) = relay(
             &mut client,
             &mut self.server,
@@ -151,11 +152,11 @@ impl Established {
                 );
             }
         }
-        info!(
-            ms = self.started.elapsed().as_millis() as u64,
-            end = ?end,
-            "session ended"
-        );
+        let end = match end {
+            RelayEnd::ClientClosed | RelayEnd::ServerClosed if state.terminated => "client terminated".to_string(),
+            other => format!("{other:?}"),
+        };
+        info!(ms = self.started.elapsed().as_millis() as u64, %end, "session ended");
     }
 }
 
@@ -338,7 +339,6 @@ async fn establish(
         user,
         database,
         started,
-        policy_key: policy.key(),
     }))
 }
 
