@@ -28,7 +28,9 @@ pub struct SidecarOptions<'a> {
     /// the layout of a Kubernetes secret volume, which is what the sidecar
     /// reads in production.
     pub secrets: Vec<(&'a str, &'a str, Vec<u8>)>,
-    /// Appended after the harness's own arguments, so they can override them.
+    /// Appended after the harness's own arguments. The sidecar's parser
+    /// rejects an option given twice, so the harness's `--log-level debug`
+    /// is left out when these set `--log-level` themselves.
     pub extra_args: Vec<String>,
     /// The listen port the YAML uses; [`Sidecar::start`] waits until it
     /// accepts TCP connections.
@@ -48,7 +50,8 @@ pub struct Sidecar {
 impl Sidecar {
     /// Starts `<binary> run --policy-dir <tmp>/policies --secrets-dir
     /// <tmp>/secrets --admin-address 127.0.0.1:<admin_port> --log-level debug
-    /// <extra_args...>` with stdout and stderr appended to one log file, and
+    /// <extra_args...>` (without `--log-level debug` when `extra_args` has a
+    /// `--log-level` of its own) with stdout and stderr appended to one log file, and
     /// returns once the listen port accepts connections. An early exit or a
     /// timeout is an error that includes the log.
     ///
@@ -83,15 +86,18 @@ impl Sidecar {
             .open(&log)
             .context("open sidecar.log")?;
         let err = out.try_clone()?;
-        let child = Command::new(&binary)
-            .arg("run")
+        let mut cmd = Command::new(&binary);
+        cmd.arg("run")
             .arg("--policy-dir")
             .arg(&policies)
             .arg("--secrets-dir")
             .arg(&secrets)
             .arg("--admin-address")
-            .arg(format!("127.0.0.1:{admin_port}"))
-            .args(["--log-level", "debug"])
+            .arg(format!("127.0.0.1:{admin_port}"));
+        if !sets_log_level(&opts.extra_args) {
+            cmd.args(["--log-level", "debug"]);
+        }
+        let child = cmd
             .args(&opts.extra_args)
             .stdin(Stdio::null())
             .stdout(out)
@@ -244,6 +250,13 @@ impl Drop for Sidecar {
             );
         }
     }
+}
+
+/// Whether `args` has the sidecar's `--log-level` option, in either the
+/// `--log-level LEVEL` or the `--log-level=LEVEL` form.
+fn sets_log_level(args: &[String]) -> bool {
+    args.iter()
+        .any(|a| a == "--log-level" || a.starts_with("--log-level="))
 }
 
 fn parse_http_response(response: &[u8]) -> Result<(u16, String)> {
@@ -403,6 +416,19 @@ mod tests {
     fn parses_content_length_response() {
         let raw = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
         assert_eq!(parse_http_response(raw).unwrap(), (200, "ok".to_owned()));
+    }
+
+    #[test]
+    fn detects_log_level_override() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(sets_log_level(&args(&[
+            "--workers",
+            "1",
+            "--log-level",
+            "warn"
+        ])));
+        assert!(sets_log_level(&args(&["--log-level=warn"])));
+        assert!(!sets_log_level(&args(&["--log-format", "json"])));
     }
 
     #[test]

@@ -14,7 +14,13 @@ use tokio_postgres::{Client, NoTls};
 
 /// A DatabasePolicy for `pg`, listening on `port`, with `database_extra` appended under
 /// `spec.database` (indented YAML lines) and `spec_extra` under `spec`.
-pub fn policy(port: u16, host: &str, pg_port: u16, database_extra: &str, spec_extra: &str) -> String {
+pub fn policy(
+    port: u16,
+    host: &str,
+    pg_port: u16,
+    database_extra: &str,
+    spec_extra: &str,
+) -> String {
     format!(
         "apiVersion: palisade.dev/v1alpha1
 kind: DatabasePolicy
@@ -92,7 +98,12 @@ impl RawClient {
         self.stream.write_all(&packet).await.unwrap();
         loop {
             let (tag, body) = self.read_message().await.expect("message during startup");
-            assert_ne!(tag, b'E', "startup failed: {}", String::from_utf8_lossy(&body));
+            assert_ne!(
+                tag,
+                b'E',
+                "startup failed: {}",
+                String::from_utf8_lossy(&body)
+            );
             if tag == b'Z' {
                 break;
             }
@@ -115,7 +126,10 @@ impl RawClient {
     /// Reads until an ErrorResponse; returns its SQLSTATE and message.
     pub async fn expect_error(&mut self) -> (String, String) {
         loop {
-            let (tag, body) = self.read_message().await.expect("an ErrorResponse before close");
+            let (tag, body) = self
+                .read_message()
+                .await
+                .expect("an ErrorResponse before close");
             if tag == b'E' {
                 return (field(&body, b'C'), field(&body, b'M'));
             }
