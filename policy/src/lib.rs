@@ -3,7 +3,11 @@
 //! enforces. Nothing here knows about Kubernetes clients or sockets, so the operator and the
 //! sidecar's standalone mode load exactly the same files the same way.
 
+pub mod analysis;
+pub mod decision;
+pub mod decision_cache;
 mod error;
+pub mod glob;
 pub mod manifest;
 pub mod masking;
 pub mod model;

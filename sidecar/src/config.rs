@@ -7,6 +7,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use palisade_policy::decision::RuleSet;
+use palisade_policy::decision_cache::Engine;
 use palisade_policy::{Manifest, RenderedPolicy, TlsMode, load_manifests, render_all};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
@@ -43,11 +45,12 @@ impl std::fmt::Debug for Credentials {
 }
 
 /// A policy ready to enforce: the rendered document plus what its references resolved to.
-#[derive(Debug)]
 pub struct LoadedPolicy {
     pub rendered: RenderedPolicy,
     pub source: PathBuf,
     pub upstream: Arc<Upstream>,
+    /// The compiled rules and their decision cache.
+    pub engine: Engine,
 }
 
 impl LoadedPolicy {
@@ -138,6 +141,7 @@ pub fn load_policies(policy_dir: &Path, secrets: &SecretStore) -> anyhow::Result
         }
         let upstream = resolve_upstream(&doc, secrets).map_err(|e| anyhow::anyhow!("DatabasePolicy {key}: {e}"))?;
         out.push(LoadedPolicy {
+            engine: Engine::new(RuleSet::new(&doc)),
             rendered: doc,
             source,
             upstream: Arc::new(upstream),

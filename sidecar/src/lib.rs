@@ -5,6 +5,7 @@ pub mod admin;
 pub mod cancel;
 pub mod config;
 pub mod conn;
+pub mod govern;
 pub mod metrics;
 pub mod protocol;
 pub mod relay;

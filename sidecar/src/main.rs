@@ -53,6 +53,9 @@ struct RunArgs {
     /// Log level or filter (e.g. `info`, `palisade_sidecar=debug`); RUST_LOG wins if set.
     #[arg(long, env = "PALISADE_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// The pod's service account as `namespace/name`, matched by rules' `subjects.serviceAccounts`.
+    #[arg(long, env = "PALISADE_SERVICE_ACCOUNT", value_name = "NS/NAME", value_parser = parse_service_account)]
+    service_account: Option<String>,
     /// Worker threads for the proxy (default: 2, or 1 on a single-CPU machine).
     #[arg(long, env = "PALISADE_WORKERS")]
     workers: Option<usize>,
@@ -62,6 +65,13 @@ struct RunArgs {
 enum LogFormat {
     Text,
     Json,
+}
+
+fn parse_service_account(s: &str) -> Result<String, String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Ok(s.to_string()),
+        _ => Err("expected namespace/name".into()),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -125,6 +135,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         client_tls: args.tls_cert.zip(args.tls_key),
         shutdown_grace: args.shutdown_grace,
         reload_interval: args.reload_interval,
+        service_account: args.service_account,
     };
     runtime.block_on(server::run(opts))
 }

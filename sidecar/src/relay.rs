@@ -5,7 +5,7 @@
 //! Bytes move in batches: everything a read brought in is framed, and whatever can go out
 //! unchanged goes out in one write. Only the messages the sidecar must look into are held
 //! until complete; every other message streams through as it arrives, so a 16 MiB value
-//! costs no 16 MiB buffer.
+//! costs no 16 MiB buffer. A message can be forwarded, replaced, or discarded.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -14,12 +14,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::conn::Conn;
+use crate::govern::Governance;
 use crate::metrics::SessionMetrics;
-use crate::protocol::frame::{FrameError, MAX_MESSAGE_LEN, peek_header};
+use crate::protocol::frame::{FrameError, Header, MAX_MESSAGE_LEN, peek_header};
 use crate::protocol::{backend, frontend};
 
 /// Stop reading a side while this much is waiting to be written to the other.
@@ -40,12 +41,21 @@ pub enum RelayEnd {
     ServerProtocol(FrameError),
 }
 
+/// What becomes of one message.
+pub enum Verdict {
+    Forward,
+    Replace(Bytes),
+    Discard,
+}
+
 /// One direction of the relay: bytes read from its source, bytes due to its destination.
 pub struct Pump {
     inp: BytesMut,
     out: BytesMut,
     /// Bytes of the current message still to stream through unexamined.
     streaming: usize,
+    /// Bytes of the current message still to drop.
+    discarding: usize,
     /// Size of the message being held whole, once its header is known.
     holding: usize,
     eof: bool,
@@ -58,6 +68,7 @@ impl Pump {
             inp: leftover,
             out: BytesMut::with_capacity(READ_CHUNK),
             streaming: 0,
+            discarding: 0,
             holding: 0,
             eof: false,
         }
@@ -67,21 +78,23 @@ impl Pump {
 /// Session state the two directions share.
 pub struct RelayState {
     /// When each request that will end in ReadyForQuery was sent, oldest first.
-    in_flight: VecDeque<Instant>,
+    pub in_flight: VecDeque<Instant>,
     /// Transaction status from the last ReadyForQuery: `I`, `T` or `E`.
     pub txn_status: u8,
     /// The client said goodbye (Terminate); whichever side closes first after that is normal.
     pub terminated: bool,
     pub metrics: SessionMetrics,
+    pub governance: Governance,
 }
 
 impl RelayState {
-    pub fn new(metrics: SessionMetrics) -> Self {
+    pub fn new(metrics: SessionMetrics, governance: Governance) -> Self {
         RelayState {
             in_flight: VecDeque::new(),
             txn_status: b'I',
             terminated: false,
             metrics,
+            governance,
         }
     }
 }
@@ -89,12 +102,15 @@ impl RelayState {
 /// The rules of one direction: which messages are held whole and what happens to them.
 trait Side {
     const FROM_CLIENT: bool;
-    /// Whether a message of this type must be complete before it is forwarded.
-    fn hold(tag: u8) -> bool;
-    /// Sees every message header as it passes.
-    fn on_header(tag: u8, st: &mut RelayState);
+    /// Whether a message of this type must be complete before it is forwarded, and the
+    /// largest size that may be held; a larger one goes to `oversize`.
+    fn hold(tag: u8, st: &RelayState) -> Option<usize>;
+    /// Sees every message header as it passes; may discard a streamed message.
+    fn on_header(header: Header, st: &mut RelayState) -> Verdict;
     /// Sees every held message, whole.
-    fn on_message(msg: &[u8], st: &mut RelayState);
+    fn on_message(msg: &[u8], st: &mut RelayState) -> Verdict;
+    /// A held message over the size limit: its replacement (its body is discarded).
+    fn oversize(header: Header, st: &mut RelayState) -> Bytes;
 }
 
 struct FromClient;
@@ -103,51 +119,86 @@ struct FromServer;
 impl Side for FromClient {
     const FROM_CLIENT: bool = true;
 
-    fn hold(tag: u8) -> bool {
-        // Statement text is what later stages decide on.
-        matches!(tag, frontend::QUERY | frontend::PARSE)
+    fn hold(tag: u8, st: &RelayState) -> Option<usize> {
+        // Statement text is what decisions are made on.
+        matches!(tag, frontend::QUERY | frontend::PARSE).then(|| st.governance.max_message_len())
     }
 
-    fn on_header(tag: u8, st: &mut RelayState) {
-        match tag {
+    fn on_header(header: Header, st: &mut RelayState) -> Verdict {
+        match header.tag {
             frontend::QUERY | frontend::EXECUTE => st.metrics.statement(),
             frontend::TERMINATE => st.terminated = true,
             _ => {}
         }
         // Each of these is answered by exactly one ReadyForQuery.
-        if matches!(tag, frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL) {
+        if matches!(header.tag, frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL) {
             st.in_flight.push_back(Instant::now());
+        }
+        Verdict::Forward
+    }
+
+    fn on_message(msg: &[u8], st: &mut RelayState) -> Verdict {
+        let replay_safe = st.txn_status == b'I' && st.in_flight.len() <= 1;
+        match msg[0] {
+            frontend::QUERY => st.governance.on_query(msg, replay_safe),
+            frontend::PARSE => st.governance.on_parse(msg),
+            _ => Verdict::Forward,
         }
     }
 
-    fn on_message(_msg: &[u8], _st: &mut RelayState) {}
+    fn oversize(header: Header, st: &mut RelayState) -> Bytes {
+        st.governance.oversize(header)
+    }
 }
 
 impl Side for FromServer {
     const FROM_CLIENT: bool = false;
 
-    fn hold(tag: u8) -> bool {
-        tag == backend::READY_FOR_QUERY
+    fn hold(tag: u8, st: &RelayState) -> Option<usize> {
+        let hold = match tag {
+            backend::READY_FOR_QUERY => true,
+            // Only while a denial is outstanding: its error is rewritten on the way back.
+            backend::ERROR_RESPONSE => st.governance.awaiting_errors(),
+            backend::COMMAND_COMPLETE => st.governance.rows_limited(),
+            _ => false,
+        };
+        hold.then_some(MAX_MESSAGE_LEN)
     }
 
-    fn on_header(_tag: u8, _st: &mut RelayState) {}
+    fn on_header(header: Header, st: &mut RelayState) -> Verdict {
+        st.governance.on_backend_header(header.tag)
+    }
 
-    fn on_message(msg: &[u8], st: &mut RelayState) {
-        if msg[0] == backend::READY_FOR_QUERY {
-            if let Some(&status) = msg.get(5) {
-                st.txn_status = status;
+    fn on_message(msg: &[u8], st: &mut RelayState) -> Verdict {
+        match msg[0] {
+            backend::READY_FOR_QUERY => {
+                if let Some(&status) = msg.get(5) {
+                    st.txn_status = status;
+                }
+                if let Some(sent) = st.in_flight.pop_front() {
+                    st.metrics.latency(sent.elapsed());
+                }
+                st.governance.on_ready_for_query(st.in_flight.is_empty());
+                Verdict::Forward
             }
-            if let Some(sent) = st.in_flight.pop_front() {
-                st.metrics.latency(sent.elapsed());
-            }
+            backend::ERROR_RESPONSE => st.governance.on_error_response(msg),
+            backend::COMMAND_COMPLETE => st.governance.on_command_complete(),
+            _ => Verdict::Forward,
         }
+    }
+
+    fn oversize(_header: Header, _st: &mut RelayState) -> Bytes {
+        unreachable!("backend messages are held up to the protocol maximum, which peek_header enforces")
     }
 }
 
-/// Frames what `pump.inp` holds and moves everything forwardable to `pump.out`.
+/// Frames what `pump.inp` holds and moves everything due to the other side to `pump.out`.
 fn frame<S: Side>(pump: &mut Pump, st: &mut RelayState) -> Result<(), FrameError> {
-    let mut pos = 0;
     let len = pump.inp.len();
+    // inp[run..pos] is forwardable unchanged; it is copied out in one go when a message
+    // is replaced or dropped, and at the end.
+    let mut run = 0;
+    let mut pos = 0;
     pump.holding = 0;
     loop {
         if pump.streaming > 0 {
@@ -158,33 +209,71 @@ fn frame<S: Side>(pump: &mut Pump, st: &mut RelayState) -> Result<(), FrameError
                 break;
             }
         }
-        let Some(header) = peek_header(&pump.inp[pos..], MAX_MESSAGE_LEN)? else {
-            break;
-        };
-        if S::hold(header.tag) {
-            if len - pos < header.total {
-                pump.holding = header.total;
-                break;
-            }
-            S::on_header(header.tag, st);
-            S::on_message(&pump.inp[pos..pos + header.total], st);
-            pos += header.total;
-        } else {
-            S::on_header(header.tag, st);
-            let available = len - pos;
-            if available >= header.total {
-                pos += header.total;
-            } else {
-                pos = len;
-                pump.streaming = header.total - available;
+        if pump.discarding > 0 {
+            pump.out.extend_from_slice(&pump.inp[run..pos]);
+            let n = pump.discarding.min(len - pos);
+            pos += n;
+            run = pos;
+            pump.discarding -= n;
+            if pump.discarding > 0 {
                 break;
             }
         }
+        let Some(header) = peek_header(&pump.inp[pos..], MAX_MESSAGE_LEN)? else {
+            break;
+        };
+        match S::hold(header.tag, st) {
+            Some(limit) if header.total > limit => {
+                // Too big to hold: answer in its place and drop it as it arrives.
+                S::on_header(header, st);
+                let replacement = S::oversize(header, st);
+                pump.out.extend_from_slice(&pump.inp[run..pos]);
+                pump.out.extend_from_slice(&replacement);
+                run = pos;
+                pump.discarding = header.total;
+            }
+            Some(_) => {
+                if len - pos < header.total {
+                    pump.holding = header.total;
+                    break;
+                }
+                S::on_header(header, st);
+                let end = pos + header.total;
+                match S::on_message(&pump.inp[pos..end], st) {
+                    Verdict::Forward => {}
+                    Verdict::Replace(bytes) => {
+                        pump.out.extend_from_slice(&pump.inp[run..pos]);
+                        pump.out.extend_from_slice(&bytes);
+                        run = end;
+                    }
+                    Verdict::Discard => {
+                        pump.out.extend_from_slice(&pump.inp[run..pos]);
+                        run = end;
+                    }
+                }
+                pos = end;
+            }
+            None => match S::on_header(header, st) {
+                Verdict::Discard => {
+                    pump.out.extend_from_slice(&pump.inp[run..pos]);
+                    run = pos;
+                    pump.discarding = header.total;
+                }
+                _ => {
+                    let available = len - pos;
+                    if available >= header.total {
+                        pos += header.total;
+                    } else {
+                        pos = len;
+                        pump.streaming = header.total - available;
+                        break;
+                    }
+                }
+            },
+        }
     }
-    if pos > 0 {
-        pump.out.extend_from_slice(&pump.inp[..pos]);
-        pump.inp.advance(pos);
-    }
+    pump.out.extend_from_slice(&pump.inp[run..pos]);
+    pump.inp.advance(pos);
     Ok(())
 }
 
@@ -194,6 +283,16 @@ fn end<S: Side>(io_err: Option<io::Error>) -> RelayEnd {
         (false, None) => RelayEnd::ServerClosed,
         (true, Some(e)) => RelayEnd::ClientIo(e),
         (false, Some(e)) => RelayEnd::ServerIo(e),
+    }
+}
+
+/// The end for a failure writing to this direction's destination.
+fn write_end<S: Side>(e: Option<io::Error>) -> RelayEnd {
+    match (S::FROM_CLIENT, e) {
+        (true, None) => RelayEnd::ServerClosed,
+        (false, None) => RelayEnd::ClientClosed,
+        (true, Some(e)) => RelayEnd::ServerIo(e),
+        (false, Some(e)) => RelayEnd::ClientIo(e),
     }
 }
 
@@ -210,33 +309,21 @@ fn pump<S: Side>(
         let mut wrote = false;
         while !pump.out.is_empty() {
             match Pin::new(&mut *dst).poll_write(cx, &pump.out) {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(match S::FROM_CLIENT {
-                        true => RelayEnd::ServerClosed,
-                        false => RelayEnd::ClientClosed,
-                    });
-                }
+                Poll::Ready(Ok(0)) => return Poll::Ready(write_end::<S>(None)),
                 Poll::Ready(Ok(n)) => {
                     pump.out.advance(n);
                     wrote = true;
                 }
-                Poll::Ready(Err(e)) => {
-                    return Poll::Ready(match S::FROM_CLIENT {
-                        true => RelayEnd::ServerIo(e),
-                        false => RelayEnd::ClientIo(e),
-                    });
-                }
+                Poll::Ready(Err(e)) => return Poll::Ready(write_end::<S>(Some(e))),
                 Poll::Pending => break,
             }
         }
-        if wrote && pump.out.is_empty() {
+        if wrote
+            && pump.out.is_empty()
+            && let Poll::Ready(Err(e)) = Pin::new(&mut *dst).poll_flush(cx)
+        {
             // TLS streams buffer inside rustls; plain TCP returns at once.
-            if let Poll::Ready(Err(e)) = Pin::new(&mut *dst).poll_flush(cx) {
-                return Poll::Ready(match S::FROM_CLIENT {
-                    true => RelayEnd::ServerIo(e),
-                    false => RelayEnd::ClientIo(e),
-                });
-            }
+            return Poll::Ready(write_end::<S>(Some(e)));
         }
         if pump.eof {
             if pump.out.is_empty() {
@@ -274,7 +361,7 @@ fn pump<S: Side>(
     }
 }
 
-/// Relays until either side ends, then delivers what is still due to each side.
+/// Relays until either side ends, then hands back what is still due to each side.
 pub async fn relay(
     client: &mut Conn,
     server: &mut Conn,

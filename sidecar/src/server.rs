@@ -31,6 +31,7 @@ pub struct Options {
     pub client_tls: Option<(PathBuf, PathBuf)>,
     pub shutdown_grace: Duration,
     pub reload_interval: Duration,
+    pub service_account: Option<String>,
 }
 
 /// A policy's listener while it runs.
@@ -48,6 +49,7 @@ pub struct Sidecar {
     sessions: TaskTracker,
     client_tls: Option<TlsAcceptor>,
     listen_address: IpAddr,
+    service_account: Option<String>,
 }
 
 impl Sidecar {
@@ -105,6 +107,7 @@ impl Sidecar {
                         cancel: self.cancel.clone(),
                         metrics: self.metrics.clone(),
                         client_tls: self.client_tls.clone(),
+                        service_account: self.service_account.clone(),
                     });
                     self.sessions.spawn(accept_loop(tcp, ctx, stop.clone(), self.sessions.clone()));
                     self.listeners.lock().expect("listeners poisoned").insert(
@@ -176,6 +179,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         sessions: TaskTracker::new(),
         client_tls,
         listen_address: opts.listen_address,
+        service_account: opts.service_account.clone(),
     });
     sidecar.metrics.reload(true, policies.len());
     let count = policies.len();

@@ -17,7 +17,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::cancel::CancelRegistry;
 use crate::config::{Credentials, LoadedPolicy};
 use crate::conn::Conn;
+use crate::govern::Governance;
 use crate::metrics::{Metrics, SessionMetrics};
+use palisade_policy::decision::Identity;
 use crate::protocol::auth::{self, AUTH_CLEARTEXT, AUTH_MD5, AUTH_OK, AUTH_SASL, AUTH_SASL_CONTINUE, AUTH_SASL_FINAL};
 use crate::protocol::error::{PgError, error_message_field, sqlstate};
 use crate::protocol::frame::{FrameError, peek_header};
@@ -38,6 +40,8 @@ pub struct ListenerContext {
     pub cancel: Arc<CancelRegistry>,
     pub metrics: Arc<Metrics>,
     pub client_tls: Option<TlsAcceptor>,
+    /// `namespace/name` of the pod's service account, for rules on subjects.
+    pub service_account: Option<String>,
 }
 
 /// Why a session ended early. `client` is what the client is told, if it can still hear.
@@ -121,7 +125,16 @@ struct Established {
 impl Established {
     async fn run(mut self, mut client: Conn, client_buf: BytesMut, ctx: &ListenerContext, metrics: SessionMetrics) {
         info!(user = %self.user, database = %self.database, "session started");
-        let mut state = RelayState::new(metrics);
+        let governance = Governance::new(
+            ctx.policy.clone(),
+            Identity {
+                db_user: self.user.clone(),
+                service_account: ctx.service_account.clone(),
+                ..Identity::default()
+            },
+            ctx.cancel.lookup(&self.key),
+        );
+        let mut state = RelayState::new(metrics, governance);
         let (end, to_server, to_client) = relay(
             &mut client,
             &mut self.server,

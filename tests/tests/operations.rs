@@ -269,6 +269,8 @@ async fn sigterm_drains_open_sessions_then_exits() {
         "exited with a session open"
     );
     drop(session);
+    // Let the client's connection task send its Terminate before this thread blocks.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let status = sc
         .wait_exit(Duration::from_secs(10))
         .unwrap_or_else(|| panic!("did not exit once drained; log:\n{}", sc.logs()));

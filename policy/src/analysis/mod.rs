@@ -1,0 +1,121 @@
+//! SQL analysis: what a statement does, read off its syntax tree. Plain Rust, no I/O.
+//!
+//! The proxy decides on these facts, so the rule is *fail closed*: anything the parser
+//! cannot read, or reads as something other than PostgreSQL, is a [`ParseFailure`] (the
+//! policy's `onParseError` then applies), and statements that run code the proxy cannot
+//! see (`DO`, `CALL`, `EXECUTE`, function calls) are reported as such, never as harmless.
+
+use std::collections::BTreeSet;
+
+use sqlparser::tokenizer::TokenWithSpan;
+
+use crate::model::Operation;
+
+mod classify;
+mod columns;
+mod ddl;
+mod depth;
+mod dml;
+mod facts;
+mod lex;
+mod names;
+mod parse;
+mod query;
+mod rewrite;
+mod scope;
+mod search_path;
+mod special;
+mod split;
+mod sweep;
+mod walker;
+mod where_clause;
+
+#[cfg(test)]
+mod tests;
+
+/// A table, view or other relation as the statement names it. Identifiers are
+/// normalised as PostgreSQL does: unquoted ones folded to lower case, quoted ones kept.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RelationName {
+    /// `None` when the statement did not qualify the name; the session's `search_path`
+    /// decides which schema it is.
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+/// A column a statement references.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ColumnName {
+    /// The relation the column belongs to, when the statement makes that certain (a
+    /// qualifier, an alias, or a single relation in scope). `None`: any relation of the
+    /// statement may own it.
+    pub relation: Option<RelationName>,
+    /// The column name, or `*` for a wildcard (`*`, `t.*`) or a whole-row reference.
+    pub column: String,
+}
+
+/// How a statement changes the session's `search_path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SearchPathChange {
+    /// `SET [SESSION | LOCAL] search_path = a, b` (schemas normalised; `"$user"` kept as is).
+    Set { schemas: Vec<String>, local: bool },
+    /// `RESET search_path`, `RESET ALL`, `DISCARD ALL`, `SET search_path TO DEFAULT`.
+    Reset,
+    /// Something may have changed it in a way the text does not show
+    /// (`set_config('search_path', …)`, a `DO` block, a procedure call).
+    Unknown,
+}
+
+/// What one statement does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatementInfo {
+    /// Every operation the statement performs, including those of data-modifying CTEs
+    /// (`WITH d AS (DELETE …) SELECT …` is both Select and Delete) and of the statement
+    /// inside `EXPLAIN ANALYZE`, `PREPARE … AS`, `CREATE TABLE … AS`, `COPY (query)`.
+    pub operations: BTreeSet<Operation>,
+    /// Relations read (FROM, JOIN, subqueries, CTE bodies, `COPY … TO`, `INSERT … SELECT` sources).
+    pub read: BTreeSet<RelationName>,
+    /// Relations written (INSERT/UPDATE/DELETE/MERGE/TRUNCATE targets, `COPY … FROM`,
+    /// created, altered or dropped relations).
+    pub written: BTreeSet<RelationName>,
+    /// Columns referenced anywhere (select list, predicates, joins, ordering, grouping,
+    /// assignments, RETURNING).
+    pub columns: BTreeSet<ColumnName>,
+    /// Functions called, lower-cased, schema-qualified when written so (`pg_catalog.set_config`).
+    pub functions: BTreeSet<String>,
+    /// True for an UPDATE or DELETE (also inside a CTE) without an effective WHERE:
+    /// none at all, or a tautology (`true`, `1=1`, `'a'='a'`, `x = x`, `… OR true`,
+    /// `NOT false`, `x IS NOT NULL OR x IS NULL`). `WHERE CURRENT OF cursor` is effective.
+    pub without_where: bool,
+    pub search_path: Option<SearchPathChange>,
+}
+
+/// Text the parser could not read as PostgreSQL.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseFailure {
+    pub message: String,
+}
+
+/// Analyses every statement of `sql` (a simple-protocol message may hold several,
+/// separated by `;`). Empty statements are skipped; an empty text gives an empty list.
+pub fn analyze(sql: &str) -> Result<Vec<StatementInfo>, ParseFailure> {
+    let tokens = lex::tokenize(sql)?;
+    split::split(tokens).into_iter().map(statement).collect()
+}
+
+/// Analyses one statement's tokens.
+fn statement(tokens: Vec<TokenWithSpan>) -> Result<StatementInfo, ParseFailure> {
+    depth::check(&tokens)?;
+    if let Some(info) = special::recognise(&tokens) {
+        return info;
+    }
+    let parsed = match parse::statement(rewrite::rewrite(tokens.clone())) {
+        Ok(parsed) => parsed,
+        Err(error) => return special::maintenance(&tokens).ok_or(error),
+    };
+    let mut facts = facts::Facts::default();
+    walker::Walker { facts: &mut facts }.statement(&parsed, None);
+    sweep::sweep(&parsed, &mut facts);
+    facts.finish()
+}

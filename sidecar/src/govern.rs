@@ -1,0 +1,365 @@
+//! Where policy meets the wire: each Query and Parse is decided before it reaches the
+//! database, and a denied one is *replaced*, not answered by the proxy.
+//!
+//! The replacement is a statement the server rejects at parse time
+//! (`PALISADE_DENIED_<n>`), so the server itself produces the error at the right point
+//! of the stream: after the responses to everything sent before it, with the extended
+//! protocol's skip-to-Sync, and with a transaction block aborted on both sides, so
+//! client and database agree on the transaction state. On the way back that syntax
+//! error is swapped for the real explanation. No response ordering is ever simulated.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::{BufMut, Bytes, BytesMut};
+use palisade_policy::analysis::SearchPathChange;
+use palisade_policy::decision::{Action, Decision, Identity, Reason, SearchPath};
+use palisade_policy::decision_cache::ClassCache;
+use tracing::{info, warn};
+
+use crate::config::{LoadedPolicy, Upstream};
+use crate::protocol::error::{PgError, error_message_field, sqlstate};
+use crate::protocol::frame::{Header, message, read_cstr};
+use crate::protocol::startup::CancelKey;
+use crate::protocol::{backend, frontend};
+use crate::relay::Verdict;
+
+const DENIED_TOKEN: &str = "PALISADE_DENIED_";
+
+/// One session's policy state.
+pub struct Governance {
+    policy: Arc<ArcSwap<LoadedPolicy>>,
+    identity: Identity,
+    path: SearchPath,
+    /// The decision cache for the current policy, identity and path.
+    class: Option<(Arc<LoadedPolicy>, Arc<ClassCache>)>,
+    /// Errors to show in place of the server's rejection of each replacement.
+    denials: HashMap<u32, Bytes>,
+    next_denial: u32,
+    rows: u64,
+    row_limit: Option<Bytes>,
+    cancel: Option<(Arc<Upstream>, CancelKey)>,
+}
+
+impl Governance {
+    pub fn new(policy: Arc<ArcSwap<LoadedPolicy>>, identity: Identity, cancel: Option<(Arc<Upstream>, CancelKey)>) -> Self {
+        Governance {
+            policy,
+            identity,
+            path: SearchPath::default(),
+            class: None,
+            denials: HashMap::new(),
+            next_denial: 0,
+            rows: 0,
+            row_limit: None,
+            cancel,
+        }
+    }
+
+    /// The largest Query/Parse message worth holding: the statement limit plus room for
+    /// a statement name and parameter types.
+    pub fn max_message_len(&self) -> usize {
+        let limit = self.policy.load().rendered.spec.limits.max_statement_bytes;
+        usize::try_from(limit).unwrap_or(usize::MAX).saturating_add(64 * 1024)
+    }
+
+    /// The decision cache for the policy in force now; a reloaded policy takes effect
+    /// at the next statement.
+    fn class(&mut self) -> (Arc<LoadedPolicy>, Arc<ClassCache>) {
+        let current = self.policy.load_full();
+        match &self.class {
+            Some((p, c)) if Arc::ptr_eq(p, &current) => (current, c.clone()),
+            _ => {
+                let class = current.engine.class(&self.identity, &self.path);
+                self.class = Some((current.clone(), class.clone()));
+                (current, class)
+            }
+        }
+    }
+
+    /// A simple-protocol Query. `replay_safe`: nothing else is in flight and no
+    /// transaction is open, so a `SET search_path` here surely takes effect as written.
+    pub fn on_query(&mut self, msg: &[u8], replay_safe: bool) -> Verdict {
+        let sql = &msg[5..msg.len().saturating_sub(1)];
+        match self.decide(sql) {
+            Ok((decision, _)) => {
+                self.apply_search_path(&decision, replay_safe);
+                Verdict::Forward
+            }
+            Err(error) => Verdict::Replace(self.replacement_query(error)),
+        }
+    }
+
+    /// An extended-protocol Parse: decided on its text; the statement's later Bind and
+    /// Execute follow it (a denied Parse leaves no statement to execute).
+    pub fn on_parse(&mut self, msg: &[u8]) -> Verdict {
+        let Some((name, rest)) = read_cstr(&msg[5..]) else {
+            return Verdict::Forward; // malformed: the server will say so
+        };
+        let Some((sql, _)) = read_cstr(rest) else {
+            return Verdict::Forward;
+        };
+        match self.decide(sql) {
+            Ok((decision, _)) => {
+                // It runs at Execute time, maybe in a transaction: widen, never narrow.
+                self.apply_search_path(&decision, false);
+                Verdict::Forward
+            }
+            Err(error) => {
+                let name = name.to_vec();
+                Verdict::Replace(self.replacement_parse(&name, error))
+            }
+        }
+    }
+
+    /// A Query or Parse too large to hold: denied unread.
+    pub fn oversize(&mut self, header: Header) -> Bytes {
+        let (policy, _) = self.class();
+        let decision = policy.engine.rules.too_long(header.body_len());
+        let error = denial_error(&policy, &decision);
+        warn!(bytes = header.body_len(), "statement over limits.maxStatementBytes denied");
+        if header.tag == frontend::QUERY {
+            self.replacement_query(error)
+        } else {
+            self.replacement_parse(b"", error)
+        }
+    }
+
+    fn decide(&mut self, sql: &[u8]) -> Result<(Arc<Decision>, Arc<LoadedPolicy>), PgError> {
+        let (policy, class) = self.class();
+        let limit = policy.rendered.spec.limits.max_statement_bytes;
+        let decision = if sql.len() as u64 > limit {
+            Arc::new(policy.engine.rules.too_long(sql.len()))
+        } else {
+            match std::str::from_utf8(sql) {
+                Ok(text) => policy.engine.decide(&class, text),
+                // The analysis reads UTF-8; anything else is SQL it cannot read.
+                Err(_) => Arc::new(policy.engine.rules.decide(
+                    &Err(palisade_policy::analysis::ParseFailure {
+                        message: "statement text is not valid UTF-8".into(),
+                    }),
+                    &class.identity,
+                    &class.path,
+                )),
+            }
+        };
+        match decision.action {
+            Action::Allow => Ok((decision, policy)),
+            Action::Deny | Action::RequireApproval => {
+                info!(rule = decision.rule(), reason = ?decision.reason, operations = ?decision.operations, "statement denied");
+                Err(denial_error(&policy, &decision))
+            }
+        }
+    }
+
+    fn apply_search_path(&mut self, decision: &Decision, replay_safe: bool) {
+        if decision.search_path_changes.is_empty() {
+            return;
+        }
+        let single = decision.search_path_changes.len() == 1
+            && !decision
+                .operations
+                .contains(&palisade_policy::Operation::Transaction);
+        let mut path = self.path.clone();
+        for change in &decision.search_path_changes {
+            let (new, replace) = match change {
+                SearchPathChange::Set { schemas, local } => (
+                    schemas
+                        .iter()
+                        .map(|s| Some(if s == "$user" { self.identity.db_user.clone() } else { s.clone() }))
+                        .collect(),
+                    replay_safe && single && !local,
+                ),
+                SearchPathChange::Reset => (SearchPath::default().schemas, replay_safe && single),
+                SearchPathChange::Unknown => (vec![None], false),
+            };
+            if replace {
+                path.schemas = new;
+            } else {
+                // It may or may not have taken effect (a rollback, SET LOCAL, a pipeline):
+                // keep every schema it could be.
+                for s in new {
+                    if !path.schemas.contains(&s) {
+                        path.schemas.push(s);
+                    }
+                }
+            }
+        }
+        if path != self.path {
+            self.path = path;
+            self.class = None;
+        }
+    }
+
+    fn remember(&mut self, error: PgError) -> u32 {
+        let id = self.next_denial;
+        self.next_denial = self.next_denial.wrapping_add(1);
+        self.denials.insert(id, error.to_message());
+        id
+    }
+
+    fn replacement_query(&mut self, error: PgError) -> Bytes {
+        let id = self.remember(error);
+        let mut body = BytesMut::new();
+        body.put_slice(format!("{DENIED_TOKEN}{id}").as_bytes());
+        body.put_u8(0);
+        message(frontend::QUERY, &body)
+    }
+
+    fn replacement_parse(&mut self, name: &[u8], error: PgError) -> Bytes {
+        let id = self.remember(error);
+        let mut body = BytesMut::new();
+        body.put_slice(name);
+        body.put_u8(0);
+        body.put_slice(format!("{DENIED_TOKEN}{id}").as_bytes());
+        body.put_u8(0);
+        body.put_i16(0);
+        message(frontend::PARSE, &body)
+    }
+
+    /// Whether ErrorResponses must be held for inspection.
+    pub fn awaiting_errors(&self) -> bool {
+        !self.denials.is_empty() || self.row_limit.is_some()
+    }
+
+    pub fn rows_limited(&self) -> bool {
+        self.row_limit.is_some()
+    }
+
+    /// The server's answer to a replacement becomes the denial the client should see.
+    pub fn on_error_response(&mut self, msg: &[u8]) -> Verdict {
+        if let Some(error) = self.row_limit.take() {
+            self.rows = 0;
+            return Verdict::Replace(error);
+        }
+        let Some(text) = error_message_field(&msg[5..]) else {
+            return Verdict::Forward;
+        };
+        let Some(at) = text.find(DENIED_TOKEN) else {
+            return Verdict::Forward;
+        };
+        let digits: String = text[at + DENIED_TOKEN.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        match digits.parse().ok().and_then(|id: u32| self.denials.remove(&id)) {
+            Some(error) => Verdict::Replace(error),
+            None => Verdict::Forward,
+        }
+    }
+
+    /// Counts result rows against `limits.maxRowsPerStatement`.
+    pub fn on_backend_header(&mut self, tag: u8) -> Verdict {
+        match tag {
+            backend::DATA_ROW => {
+                let limit = self.policy.load().rendered.spec.limits.max_rows_per_statement;
+                if limit == 0 {
+                    return Verdict::Forward;
+                }
+                self.rows += 1;
+                if self.rows <= limit {
+                    return Verdict::Forward;
+                }
+                if self.row_limit.is_none() {
+                    self.start_row_limit(limit);
+                }
+                Verdict::Discard
+            }
+            backend::EMPTY_QUERY_RESPONSE | backend::READY_FOR_QUERY => {
+                self.rows = 0;
+                Verdict::Forward
+            }
+            _ => Verdict::Forward,
+        }
+    }
+
+    fn start_row_limit(&mut self, limit: u64) {
+        let policy = self.policy.load();
+        let error = PgError::error(
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "palisade: statement returned more than {limit} rows, the limit of policy {} (spec.limits.maxRowsPerStatement)",
+                policy.key()
+            ),
+        )
+        .with_hint("add a LIMIT or narrow the WHERE clause");
+        warn!(limit, "row limit reached; cancelling the statement");
+        self.row_limit = Some(error.to_message());
+        // Stop the database working for rows nobody will see; its cancellation error is
+        // then shown as the limit error, and a transaction block is aborted on both sides.
+        if let Some((upstream, key)) = self.cancel.clone() {
+            tokio::spawn(async move {
+                let _ = crate::upstream::send_cancel(&upstream, key).await;
+            });
+        }
+    }
+
+    /// The end of a statement whose rows were cut off reads as the limit error.
+    pub fn on_command_complete(&mut self) -> Verdict {
+        self.rows = 0;
+        match self.row_limit.take() {
+            Some(error) => Verdict::Replace(error),
+            None => Verdict::Forward,
+        }
+    }
+
+    /// Every response has arrived: replacements the server skipped (after an earlier
+    /// error in the same pipeline) will never be answered.
+    pub fn on_ready_for_query(&mut self, idle: bool) {
+        if idle {
+            self.denials.clear();
+        }
+    }
+}
+
+/// The error a client sees for a denied statement.
+pub fn denial_error(policy: &LoadedPolicy, decision: &Decision) -> PgError {
+    let key = policy.key();
+    let ops: Vec<String> = decision.operations.iter().map(|o| format!("{o:?}")).collect();
+    let relations: Vec<&str> = decision
+        .read
+        .iter()
+        .chain(&decision.written)
+        .map(String::as_str)
+        .collect();
+    let detail = format!(
+        "operations: {}; relations: {}",
+        if ops.is_empty() { "-".into() } else { ops.join(", ") },
+        if relations.is_empty() { "-".into() } else { relations.join(", ") }
+    );
+    let check_hint = "`kubectl palisade check -f <policy.yaml> --sql '…'` explains how a statement is decided";
+    match &decision.reason {
+        Reason::Rule { rule } => {
+            let what = match decision.action {
+                Action::RequireApproval => format!(
+                    "palisade: statement requires approval under rule \"{rule}\" of policy {key}; this sidecar has no approval workflow, so it is denied"
+                ),
+                _ => format!("palisade: statement denied by rule \"{rule}\" of policy {key}"),
+            };
+            let message = match &decision.message {
+                Some(m) => format!("{what}: {m}"),
+                None => what,
+            };
+            PgError::error(sqlstate::INSUFFICIENT_PRIVILEGE, message)
+                .with_detail(detail)
+                .with_hint(check_hint)
+        }
+        Reason::Default => PgError::error(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            format!("palisade: statement denied by policy {key}: no rule allows it (defaultAction: Deny)"),
+        )
+        .with_detail(detail)
+        .with_hint(check_hint),
+        Reason::ParseError { message } => PgError::error(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            format!("palisade: statement denied by policy {key}: the SQL could not be analysed (onParseError: {:?}): {message}", policy.rendered.spec.on_parse_error),
+        )
+        .with_hint("Palisade refuses SQL it cannot read; rewrite the statement in plain PostgreSQL syntax"),
+        Reason::TooLong { bytes, limit } => PgError::error(
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            format!("palisade: statement of {bytes} bytes exceeds limits.maxStatementBytes ({limit}) of policy {key}"),
+        )
+        .with_hint("send large values as bind parameters, or raise spec.limits.maxStatementBytes"),
+    }
+}
