@@ -17,20 +17,45 @@ fn check(args: &[&str]) -> Output {
 
 #[test]
 fn check_explains_a_denial_and_exits_1() {
-    let out = check(&["check", "-f", "examples/databasepolicy.yaml", "--sql", "DROP TABLE public.customers"]);
+    let out = check(&[
+        "check",
+        "-f",
+        "examples/databasepolicy.yaml",
+        "--sql",
+        "DROP TABLE public.customers",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("policy:      ml/features-db"), "{text}");
     assert!(text.contains("decision:    Deny"), "{text}");
-    assert!(text.contains("because:     rule \"no-destructive-ddl\""), "{text}");
-    assert!(text.contains("message:     destructive DDL is not allowed from workloads"), "{text}");
+    assert!(
+        text.contains("because:     rule \"no-destructive-ddl\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("message:     destructive DDL is not allowed from workloads"),
+        "{text}"
+    );
     assert!(text.contains("writes:      public.customers"), "{text}");
 }
 
 #[test]
 fn check_allows_and_exits_0_and_speaks_json() {
-    let out = check(&["check", "-f", "examples/databasepolicy.yaml", "--sql", "SELECT id FROM orders WHERE id = 1", "-o", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = check(&[
+        "check",
+        "-f",
+        "examples/databasepolicy.yaml",
+        "--sql",
+        "SELECT id FROM orders WHERE id = 1",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json[0]["policy"], "ml/features-db");
     assert_eq!(json[0]["decision"]["action"], "Allow");
@@ -41,16 +66,31 @@ fn check_allows_and_exits_0_and_speaks_json() {
 #[test]
 fn check_honours_subjects_and_cte_writes() {
     // The customer-export rule holds contractors' reads of customers for approval.
-    let args = ["check", "-f", "examples/databasepolicy.yaml", "--sql", "SELECT * FROM customers"];
+    let args = [
+        "check",
+        "-f",
+        "examples/databasepolicy.yaml",
+        "--sql",
+        "SELECT * FROM customers",
+    ];
     assert_eq!(check(&args).status.code(), Some(0));
     let mut as_contractor = args.to_vec();
     as_contractor.extend(["--group", "contractors"]);
     let out = check(&as_contractor);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("decision:    RequireApproval"));
-    let out = check(&["check", "-f", "examples/databasepolicy.yaml", "--sql", "WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d"]);
+    let out = check(&[
+        "check",
+        "-f",
+        "examples/databasepolicy.yaml",
+        "--sql",
+        "WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("writes-need-where") && text.contains("Select, Delete"), "{text}");
+    assert!(
+        text.contains("writes-need-where") && text.contains("Select, Delete"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -58,24 +98,50 @@ fn bad_input_gets_a_one_line_reason_and_exit_2() {
     let out = check(&["check", "-f", "no/such.yaml", "--sql", "SELECT 1"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no/such.yaml") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("no/such.yaml") && err.lines().count() == 1,
+        "{err}"
+    );
     let out = check(&["check", "--sql", "SELECT 1"]);
     assert!(!out.status.success());
-    let out = check(&["check", "-f", "examples/databasepolicy.yaml", "--sql", "SELECT 1", "--policy", "nope"]);
+    let out = check(&[
+        "check",
+        "-f",
+        "examples/databasepolicy.yaml",
+        "--sql",
+        "SELECT 1",
+        "--policy",
+        "nope",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no DatabasePolicy named \"nope\""));
 }
 
 #[test]
 fn render_prints_the_document_sidecars_enforce() {
-    let out = run(env!("CARGO_BIN_EXE_palisade-operator"), &["render", "-f", "examples/databasepolicy.yaml", "examples/maskingrule.yaml"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        env!("CARGO_BIN_EXE_palisade-operator"),
+        &[
+            "render",
+            "-f",
+            "examples/databasepolicy.yaml",
+            "examples/maskingrule.yaml",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["format"], 1);
     assert_eq!(doc["name"], "features-db");
     assert_eq!(doc["maskingRules"][0]["name"], "customer-pii");
     assert!(doc["policyHash"].as_str().unwrap().starts_with("sha256:"));
-    let bad = run(env!("CARGO_BIN_EXE_palisade-operator"), &["render", "-f", "examples/deployment.yaml"]);
+    let bad = run(
+        env!("CARGO_BIN_EXE_palisade-operator"),
+        &["render", "-f", "examples/deployment.yaml"],
+    );
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no DatabasePolicy found"));
 }

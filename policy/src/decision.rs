@@ -400,7 +400,7 @@ fn column_matches(
 }
 
 fn subjects_match(s: &Subjects, id: &Identity) -> bool {
-    s.db_users.iter().any(|u| *u == id.db_user)
+    s.db_users.contains(&id.db_user)
         || id
             .service_account
             .as_ref()

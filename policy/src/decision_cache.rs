@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::analysis::analyze;
 use crate::decision::{Decision, Identity, RuleSet, SearchPath};
+use crate::shape::shape;
 
 /// Statement texts remembered per class; past this the class cache starts afresh.
 const MAX_STATEMENTS_PER_CLASS: usize = 4096;
@@ -57,13 +58,16 @@ impl Engine {
         class
     }
 
-    /// Decides `sql` for `class`, from the cache when it can.
+    /// Decides `sql` for `class`, from the cache when it can. Statements that differ only
+    /// in inlined numbers share a [`shape`] and so a cache entry.
     pub fn decide(&self, class: &ClassCache, sql: &str) -> Arc<Decision> {
+        let shaped = shape(sql);
+        let key = shaped.as_deref().unwrap_or(sql);
         if let Some(d) = class
             .decisions
             .lock()
             .expect("decision cache poisoned")
-            .get(sql)
+            .get(key)
         {
             return d.clone();
         }
@@ -71,11 +75,17 @@ impl Engine {
             self.rules
                 .decide(&analyze(sql), &class.identity, &class.path),
         );
+        // A search_path change carries its schemas, which are this text's alone.
+        let key = if decision.search_path_changes.is_empty() {
+            key
+        } else {
+            sql
+        };
         let mut cache = class.decisions.lock().expect("decision cache poisoned");
         if cache.len() >= MAX_STATEMENTS_PER_CLASS {
             cache.clear();
         }
-        cache.insert(sql.into(), decision.clone());
+        cache.insert(key.into(), decision.clone());
         decision
     }
 

@@ -13,6 +13,7 @@ pub mod masking;
 pub mod model;
 pub mod render;
 pub mod selector;
+pub mod shape;
 
 pub use error::PolicyError;
 pub use manifest::{Manifest, ObjectMeta, load_manifests, parse_manifests};

@@ -268,9 +268,18 @@ mod example_tests {
     fn the_shipped_examples_load_and_render() {
         let mut all = Vec::new();
         for (name, text) in [
-            ("databasepolicy.yaml", include_str!("../../examples/databasepolicy.yaml")),
-            ("maskingrule.yaml", include_str!("../../examples/maskingrule.yaml")),
-            ("deployment.yaml", include_str!("../../examples/deployment.yaml")),
+            (
+                "databasepolicy.yaml",
+                include_str!("../../examples/databasepolicy.yaml"),
+            ),
+            (
+                "maskingrule.yaml",
+                include_str!("../../examples/maskingrule.yaml"),
+            ),
+            (
+                "deployment.yaml",
+                include_str!("../../examples/deployment.yaml"),
+            ),
         ] {
             all.extend(parse_manifests(name, text).unwrap_or_else(|e| panic!("{e}")));
         }
@@ -280,7 +289,10 @@ mod example_tests {
         assert_eq!(p.key(), "ml/features-db");
         assert_eq!(p.spec.database.tls.mode, TlsMode::VerifyFull);
         assert_eq!(p.spec.rules.len(), 3);
-        assert_eq!(p.spec.rules[0].match_.operations, vec![Operation::Drop, Operation::Truncate, Operation::Alter]);
+        assert_eq!(
+            p.spec.rules[0].match_.operations,
+            vec![Operation::Drop, Operation::Truncate, Operation::Alter]
+        );
         assert_eq!(p.spec.rules[2].action, RuleAction::RequireApproval);
         assert_eq!(p.masking_rules.len(), 1);
         assert_eq!(p.masking_rules[0].spec.columns.len(), 6);

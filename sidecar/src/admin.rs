@@ -34,27 +34,42 @@ pub async fn serve(listener: TcpListener, sidecar: Arc<Sidecar>, shutdown: Cance
 async fn readyz(State(sidecar): State<Arc<Sidecar>>) -> impl IntoResponse {
     let upstreams = sidecar.upstreams();
     if upstreams.is_empty() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: no policy loaded\n".to_string());
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no policy loaded\n".to_string(),
+        );
     }
-    let checks = upstreams.into_iter().map(|(policy, host, port)| async move {
-        let addr = format!("{host}:{port}");
-        match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(&addr)).await {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(format!("{policy}: upstream {addr}: {e}")),
-            Err(_) => Some(format!("{policy}: upstream {addr}: timed out")),
-        }
-    });
-    let failures: Vec<String> = futures_util::future::join_all(checks).await.into_iter().flatten().collect();
+    let checks = upstreams
+        .into_iter()
+        .map(|(policy, host, port)| async move {
+            let addr = format!("{host}:{port}");
+            match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(&addr)).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(format!("{policy}: upstream {addr}: {e}")),
+                Err(_) => Some(format!("{policy}: upstream {addr}: timed out")),
+            }
+        });
+    let failures: Vec<String> = futures_util::future::join_all(checks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     if failures.is_empty() {
         (StatusCode::OK, "ready\n".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready:\n{}\n", failures.join("\n")))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready:\n{}\n", failures.join("\n")),
+        )
     }
 }
 
 async fn metrics(State(sidecar): State<Arc<Sidecar>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         sidecar.metrics.encode(),
     )
 }

@@ -37,7 +37,10 @@ impl CancelRegistry {
     }
 
     pub fn unregister(&self, ours: &CancelKey) {
-        self.map.lock().expect("cancel registry poisoned").remove(ours);
+        self.map
+            .lock()
+            .expect("cancel registry poisoned")
+            .remove(ours);
     }
 
     /// The upstream and real key for a client's cancel key.

@@ -85,16 +85,22 @@ impl SecretStore {
             .iter()
             .any(|s| s.is_empty() || s.contains('/') || s.starts_with('.'))
         {
-            return Err(format!("{field}: invalid secret reference {name:?}/{key:?}"));
+            return Err(format!(
+                "{field}: invalid secret reference {name:?}/{key:?}"
+            ));
         }
         let path = dir.join(name).join(key);
-        std::fs::read(&path).map_err(|e| format!("{field}: cannot read secret {}: {e}", path.display()))
+        std::fs::read(&path)
+            .map_err(|e| format!("{field}: cannot read secret {}: {e}", path.display()))
     }
 }
 
 /// Reads every policy under `policy_dir`. Any error fails the whole load, so a half-valid
 /// directory never replaces a good one.
-pub fn load_policies(policy_dir: &Path, secrets: &SecretStore) -> anyhow::Result<Vec<LoadedPolicy>> {
+pub fn load_policies(
+    policy_dir: &Path,
+    secrets: &SecretStore,
+) -> anyhow::Result<Vec<LoadedPolicy>> {
     let files = policy_files(policy_dir)?;
     let mut manifests: Vec<(PathBuf, Manifest)> = Vec::new();
     let mut rendered: Vec<(PathBuf, RenderedPolicy)> = Vec::new();
@@ -108,7 +114,10 @@ pub fn load_policies(policy_dir: &Path, secrets: &SecretStore) -> anyhow::Result
             Some("json") => {
                 let text = std::fs::read_to_string(&path)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                rendered.push((path.clone(), RenderedPolicy::from_json(&path.display().to_string(), &text)?));
+                rendered.push((
+                    path.clone(),
+                    RenderedPolicy::from_json(&path.display().to_string(), &text)?,
+                ));
             }
             _ => {}
         }
@@ -137,9 +146,12 @@ pub fn load_policies(policy_dir: &Path, secrets: &SecretStore) -> anyhow::Result
         }
         let port = doc.spec.listen.port;
         if let Some(other) = ports.insert(port, key.clone()) {
-            anyhow::bail!("DatabasePolicies {other} and {key} both listen on port {port} (spec.listen.port)");
+            anyhow::bail!(
+                "DatabasePolicies {other} and {key} both listen on port {port} (spec.listen.port)"
+            );
         }
-        let upstream = resolve_upstream(&doc, secrets).map_err(|e| anyhow::anyhow!("DatabasePolicy {key}: {e}"))?;
+        let upstream = resolve_upstream(&doc, secrets)
+            .map_err(|e| anyhow::anyhow!("DatabasePolicy {key}: {e}"))?;
         out.push(LoadedPolicy {
             engine: Engine::new(RuleSet::new(&doc)),
             rendered: doc,
@@ -194,7 +206,8 @@ fn resolve_upstream(doc: &RenderedPolicy, secrets: &SecretStore) -> Result<Upstr
 /// (`..data`, `..2026_11_26…`) behind symlinks to the real files.
 fn policy_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
-    walk(dir, 0, &mut out).map_err(|e| anyhow::anyhow!("policy directory {}: {e}", dir.display()))?;
+    walk(dir, 0, &mut out)
+        .map_err(|e| anyhow::anyhow!("policy directory {}: {e}", dir.display()))?;
     out.sort();
     Ok(out)
 }
@@ -249,7 +262,11 @@ fn walk_all(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> std::io::Result
         let path = entry?.path();
         let meta = std::fs::metadata(&path)?;
         if meta.is_dir() {
-            if depth < 4 && !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("..")) {
+            if depth < 4
+                && !path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(".."))
+            {
                 walk_all(&path, depth + 1, out)?;
             }
         } else {

@@ -43,7 +43,11 @@ pub struct Governance {
 }
 
 impl Governance {
-    pub fn new(policy: Arc<ArcSwap<LoadedPolicy>>, identity: Identity, cancel: Option<(Arc<Upstream>, CancelKey)>) -> Self {
+    pub fn new(
+        policy: Arc<ArcSwap<LoadedPolicy>>,
+        identity: Identity,
+        cancel: Option<(Arc<Upstream>, CancelKey)>,
+    ) -> Self {
         Governance {
             policy,
             identity,
@@ -61,7 +65,9 @@ impl Governance {
     /// a statement name and parameter types.
     pub fn max_message_len(&self) -> usize {
         let limit = self.policy.load().rendered.spec.limits.max_statement_bytes;
-        usize::try_from(limit).unwrap_or(usize::MAX).saturating_add(64 * 1024)
+        usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .saturating_add(64 * 1024)
     }
 
     /// The decision cache for the policy in force now; a reloaded policy takes effect
@@ -118,7 +124,10 @@ impl Governance {
         let (policy, _) = self.class();
         let decision = policy.engine.rules.too_long(header.body_len());
         let error = denial_error(&policy, &decision);
-        warn!(bytes = header.body_len(), "statement over limits.maxStatementBytes denied");
+        warn!(
+            bytes = header.body_len(),
+            "statement over limits.maxStatementBytes denied"
+        );
         if header.tag == frontend::QUERY {
             self.replacement_query(error)
         } else {
@@ -167,7 +176,13 @@ impl Governance {
                 SearchPathChange::Set { schemas, local } => (
                     schemas
                         .iter()
-                        .map(|s| Some(if s == "$user" { self.identity.db_user.clone() } else { s.clone() }))
+                        .map(|s| {
+                            Some(if s == "$user" {
+                                self.identity.db_user.clone()
+                            } else {
+                                s.clone()
+                            })
+                        })
                         .collect(),
                     replay_safe && single && !local,
                 ),
@@ -243,7 +258,11 @@ impl Governance {
             .chars()
             .take_while(char::is_ascii_digit)
             .collect();
-        match digits.parse().ok().and_then(|id: u32| self.denials.remove(&id)) {
+        match digits
+            .parse()
+            .ok()
+            .and_then(|id: u32| self.denials.remove(&id))
+        {
             Some(error) => Verdict::Replace(error),
             None => Verdict::Forward,
         }
@@ -253,7 +272,13 @@ impl Governance {
     pub fn on_backend_header(&mut self, tag: u8) -> Verdict {
         match tag {
             backend::DATA_ROW => {
-                let limit = self.policy.load().rendered.spec.limits.max_rows_per_statement;
+                let limit = self
+                    .policy
+                    .load()
+                    .rendered
+                    .spec
+                    .limits
+                    .max_rows_per_statement;
                 if limit == 0 {
                     return Verdict::Forward;
                 }
@@ -316,7 +341,11 @@ impl Governance {
 /// The error a client sees for a denied statement.
 pub fn denial_error(policy: &LoadedPolicy, decision: &Decision) -> PgError {
     let key = policy.key();
-    let ops: Vec<String> = decision.operations.iter().map(|o| format!("{o:?}")).collect();
+    let ops: Vec<String> = decision
+        .operations
+        .iter()
+        .map(|o| format!("{o:?}"))
+        .collect();
     let relations: Vec<&str> = decision
         .read
         .iter()
@@ -325,10 +354,19 @@ pub fn denial_error(policy: &LoadedPolicy, decision: &Decision) -> PgError {
         .collect();
     let detail = format!(
         "operations: {}; relations: {}",
-        if ops.is_empty() { "-".into() } else { ops.join(", ") },
-        if relations.is_empty() { "-".into() } else { relations.join(", ") }
+        if ops.is_empty() {
+            "-".into()
+        } else {
+            ops.join(", ")
+        },
+        if relations.is_empty() {
+            "-".into()
+        } else {
+            relations.join(", ")
+        }
     );
-    let check_hint = "`kubectl palisade check -f <policy.yaml> --sql '…'` explains how a statement is decided";
+    let check_hint =
+        "`kubectl palisade check -f <policy.yaml> --sql '…'` explains how a statement is decided";
     match &decision.reason {
         Reason::Rule { rule } => {
             let what = match decision.action {

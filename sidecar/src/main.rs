@@ -36,10 +36,20 @@ struct RunArgs {
     #[arg(long, env = "PALISADE_ADMIN_ADDRESS", default_value = "127.0.0.1:9187")]
     admin_address: SocketAddr,
     /// PEM certificate for TLS on the client leg (clients may then use sslmode=require).
-    #[arg(long, env = "PALISADE_TLS_CERT", requires = "tls_key", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "PALISADE_TLS_CERT",
+        requires = "tls_key",
+        value_name = "FILE"
+    )]
     tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert.
-    #[arg(long, env = "PALISADE_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "PALISADE_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "FILE"
+    )]
     tls_key: Option<PathBuf>,
     /// After SIGTERM, how long open sessions may take to finish.
     #[arg(long, env = "PALISADE_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
@@ -69,7 +79,9 @@ enum LogFormat {
 
 fn parse_service_account(s: &str) -> Result<String, String> {
     match s.split_once('/') {
-        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Ok(s.to_string()),
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(s.to_string())
+        }
         _ => Err("expected namespace/name".into()),
     }
 }
@@ -91,7 +103,11 @@ fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
     }
     Ok(())
 }
@@ -126,7 +142,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         b.worker_threads(workers);
         b
     };
-    let runtime = builder.enable_all().build().context("starting the runtime")?;
+    let runtime = builder
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     let opts = Options {
         policy_dir: args.policy_dir,
         secrets_dir: args.secrets_dir,

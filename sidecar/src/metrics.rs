@@ -61,8 +61,16 @@ impl Default for Metrics {
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let reloads = Family::<ResultLabel, Counter>::default();
         let policies = Gauge::default();
-        registry.register("connections", "Client connections accepted", connections.clone());
-        registry.register("connections_active", "Client connections open now", active.clone());
+        registry.register(
+            "connections",
+            "Client connections accepted",
+            connections.clone(),
+        );
+        registry.register(
+            "connections_active",
+            "Client connections open now",
+            active.clone(),
+        );
         registry.register("bytes", "Bytes relayed, by direction", bytes.clone());
         registry.register(
             "statements",
@@ -79,7 +87,11 @@ impl Default for Metrics {
             "Time from a client request to the database's ReadyForQuery, seen at the sidecar",
             latency.clone(),
         );
-        registry.register("policy_reloads", "Policy directory reloads, by result", reloads.clone());
+        registry.register(
+            "policy_reloads",
+            "Policy directory reloads, by result",
+            reloads.clone(),
+        );
         registry.register("policies", "Policies being enforced", policies.clone());
         Metrics {
             registry,
@@ -141,7 +153,8 @@ impl Metrics {
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
         out
     }
 }

@@ -131,7 +131,10 @@ impl Side for FromClient {
             _ => {}
         }
         // Each of these is answered by exactly one ReadyForQuery.
-        if matches!(header.tag, frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL) {
+        if matches!(
+            header.tag,
+            frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL
+        ) {
             st.in_flight.push_back(Instant::now());
         }
         Verdict::Forward
@@ -188,7 +191,9 @@ impl Side for FromServer {
     }
 
     fn oversize(_header: Header, _st: &mut RelayState) -> Bytes {
-        unreachable!("backend messages are held up to the protocol maximum, which peek_header enforces")
+        unreachable!(
+            "backend messages are held up to the protocol maximum, which peek_header enforces"
+        )
     }
 }
 
@@ -370,7 +375,8 @@ pub async fn relay(
     st: &mut RelayState,
 ) -> (RelayEnd, BytesMut, BytesMut) {
     // Bytes handed over from startup may already hold complete messages.
-    let pre = frame::<FromClient>(&mut to_server, st).and_then(|_| frame::<FromServer>(&mut to_client, st));
+    let pre = frame::<FromClient>(&mut to_server, st)
+        .and_then(|_| frame::<FromServer>(&mut to_client, st));
     if let Err(e) = pre {
         return (RelayEnd::ClientProtocol(e), to_server.out, to_client.out);
     }

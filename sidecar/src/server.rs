@@ -73,7 +73,10 @@ impl Sidecar {
         let mut to_bind = Vec::new();
         {
             let mut listeners = self.listeners.lock().expect("listeners poisoned");
-            let wanted: HashMap<String, u16> = policies.iter().map(|p| (p.key(), p.listen_port())).collect();
+            let wanted: HashMap<String, u16> = policies
+                .iter()
+                .map(|p| (p.key(), p.listen_port()))
+                .collect();
             listeners.retain(|key, l| {
                 let keep = wanted.get(key) == Some(&l.port);
                 if !keep {
@@ -109,7 +112,8 @@ impl Sidecar {
                         client_tls: self.client_tls.clone(),
                         service_account: self.service_account.clone(),
                     });
-                    self.sessions.spawn(accept_loop(tcp, ctx, stop.clone(), self.sessions.clone()));
+                    self.sessions
+                        .spawn(accept_loop(tcp, ctx, stop.clone(), self.sessions.clone()));
                     self.listeners.lock().expect("listeners poisoned").insert(
                         key,
                         Listener {
@@ -135,7 +139,12 @@ impl Sidecar {
     }
 }
 
-async fn accept_loop(tcp: TcpListener, ctx: Arc<ListenerContext>, stop: CancellationToken, sessions: TaskTracker) {
+async fn accept_loop(
+    tcp: TcpListener,
+    ctx: Arc<ListenerContext>,
+    stop: CancellationToken,
+    sessions: TaskTracker,
+) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -165,9 +174,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     let client_tls = match &opts.client_tls {
         Some((cert, key)) => {
-            let cert_pem = std::fs::read(cert).with_context(|| format!("--tls-cert {}", cert.display()))?;
-            let key_pem = std::fs::read(key).with_context(|| format!("--tls-key {}", key.display()))?;
-            let config = crate::tls::client_leg_config(&cert_pem, &key_pem).map_err(|e| anyhow::anyhow!("client TLS: {e}"))?;
+            let cert_pem =
+                std::fs::read(cert).with_context(|| format!("--tls-cert {}", cert.display()))?;
+            let key_pem =
+                std::fs::read(key).with_context(|| format!("--tls-key {}", key.display()))?;
+            let config = crate::tls::client_leg_config(&cert_pem, &key_pem)
+                .map_err(|e| anyhow::anyhow!("client TLS: {e}"))?;
             Some(TlsAcceptor::from(config))
         }
         None => None,
@@ -195,14 +207,25 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     info!(address = %opts.admin_address, "admin endpoint (/healthz, /readyz, /metrics)");
     let shutdown = CancellationToken::new();
     tokio::spawn(admin::serve(admin, sidecar.clone(), shutdown.clone()));
-    tokio::spawn(reload_loop(opts.clone(), secrets, sidecar.clone(), shutdown.clone()));
+    tokio::spawn(reload_loop(
+        opts.clone(),
+        secrets,
+        sidecar.clone(),
+        shutdown.clone(),
+    ));
 
     wait_for_signal().await;
     info!(grace = ?opts.shutdown_grace, "shutting down: no new connections, draining open sessions");
     sidecar.stop_listening();
     sidecar.sessions.close();
-    if tokio::time::timeout(opts.shutdown_grace, sidecar.sessions.wait()).await.is_err() {
-        warn!(open = sidecar.sessions.len(), "grace period over; closing remaining sessions");
+    if tokio::time::timeout(opts.shutdown_grace, sidecar.sessions.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            open = sidecar.sessions.len(),
+            "grace period over; closing remaining sessions"
+        );
     }
     shutdown.cancel();
     Ok(())
@@ -221,7 +244,12 @@ async fn wait_for_signal() {
 /// Polls the directories for changes. Kubernetes updates mounted ConfigMaps and Secrets by
 /// swapping a symlink, which file-event APIs report unreliably; a cheap metadata
 /// fingerprint every few seconds sees every change.
-async fn reload_loop(opts: Options, secrets: SecretStore, sidecar: Arc<Sidecar>, shutdown: CancellationToken) {
+async fn reload_loop(
+    opts: Options,
+    secrets: SecretStore,
+    sidecar: Arc<Sidecar>,
+    shutdown: CancellationToken,
+) {
     let dirs = |o: &Options| {
         let mut d = vec![o.policy_dir.clone()];
         d.extend(o.secrets_dir.clone());
@@ -243,11 +271,16 @@ async fn reload_loop(opts: Options, secrets: SecretStore, sidecar: Arc<Sidecar>,
         match load_policies(&opts.policy_dir, &secrets) {
             Ok(policies) if policies.is_empty() => {
                 sidecar.metrics.reload(false, 0);
-                error!("policy directory has no DatabasePolicy any more; keeping the last good policies");
+                error!(
+                    "policy directory has no DatabasePolicy any more; keeping the last good policies"
+                );
             }
             Ok(policies) => {
                 sidecar.metrics.reload(true, policies.len());
-                info!(policies = policies.len(), "policy directory changed; reloading");
+                info!(
+                    policies = policies.len(),
+                    "policy directory changed; reloading"
+                );
                 sidecar.apply(policies).await;
             }
             Err(e) => {

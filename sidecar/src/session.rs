@@ -19,14 +19,16 @@ use crate::config::{Credentials, LoadedPolicy};
 use crate::conn::Conn;
 use crate::govern::Governance;
 use crate::metrics::{Metrics, SessionMetrics};
-use palisade_policy::decision::Identity;
-use crate::protocol::auth::{self, AUTH_CLEARTEXT, AUTH_MD5, AUTH_OK, AUTH_SASL, AUTH_SASL_CONTINUE, AUTH_SASL_FINAL};
+use crate::protocol::auth::{
+    self, AUTH_CLEARTEXT, AUTH_MD5, AUTH_OK, AUTH_SASL, AUTH_SASL_CONTINUE, AUTH_SASL_FINAL,
+};
 use crate::protocol::error::{PgError, error_message_field, sqlstate};
 use crate::protocol::frame::{FrameError, peek_header};
 use crate::protocol::startup::{self, CancelKey, StartupMessage, StartupPacket};
 use crate::protocol::{backend, frontend};
 use crate::relay::{Pump, RelayEnd, RelayState, flush_remaining, relay};
 use crate::upstream;
+use palisade_policy::decision::Identity;
 
 /// Authentication and startup messages are small; anything bigger is not a real client.
 const STARTUP_MESSAGE_LIMIT: usize = 1024 * 1024;
@@ -74,7 +76,10 @@ impl From<std::io::Error> for Stop {
 
 impl From<FrameError> for Stop {
     fn from(e: FrameError) -> Self {
-        Stop::tell(PgError::fatal(sqlstate::PROTOCOL_VIOLATION, format!("palisade: {e}")))
+        Stop::tell(PgError::fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            format!("palisade: {e}"),
+        ))
     }
 }
 
@@ -88,14 +93,17 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
     async move {
         let mut client = Conn::Plain(tcp);
         let mut buf = BytesMut::with_capacity(1024);
-        let established = tokio::time::timeout(STARTUP_TIMEOUT, establish(&mut client, &mut buf, &policy, &ctx))
-            .await
-            .unwrap_or_else(|_| {
-                Err(Stop::tell(PgError::fatal(
-                    sqlstate::CONNECTION_FAILURE,
-                    "palisade: canceling authentication due to timeout",
-                )))
-            });
+        let established = tokio::time::timeout(
+            STARTUP_TIMEOUT,
+            establish(&mut client, &mut buf, &policy, &ctx),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Stop::tell(PgError::fatal(
+                sqlstate::CONNECTION_FAILURE,
+                "palisade: canceling authentication due to timeout",
+            )))
+        });
         match established {
             Ok(None) => {}
             Ok(Some(session)) => session.run(client, buf, &ctx, metrics).await,
@@ -123,7 +131,13 @@ struct Established {
 }
 
 impl Established {
-    async fn run(mut self, mut client: Conn, client_buf: BytesMut, ctx: &ListenerContext, metrics: SessionMetrics) {
+    async fn run(
+        mut self,
+        mut client: Conn,
+        client_buf: BytesMut,
+        ctx: &ListenerContext,
+        metrics: SessionMetrics,
+    ) {
         info!(user = %self.user, database = %self.database, "session started");
         let governance = Governance::new(
             ctx.policy.clone(),
@@ -154,7 +168,10 @@ impl Established {
             }
             RelayEnd::ServerProtocol(e) => {
                 warn!(error = %e, "upstream broke the protocol; closing");
-                let err = PgError::fatal(sqlstate::CONNECTION_FAILURE, format!("palisade: upstream sent an invalid message: {e}"));
+                let err = PgError::fatal(
+                    sqlstate::CONNECTION_FAILURE,
+                    format!("palisade: upstream sent an invalid message: {e}"),
+                );
                 flush_remaining(&mut client, &err.to_message()).await;
             }
             _ => {
@@ -166,7 +183,9 @@ impl Established {
             }
         }
         let end = match end {
-            RelayEnd::ClientClosed | RelayEnd::ServerClosed if state.terminated => "client terminated".to_string(),
+            RelayEnd::ClientClosed | RelayEnd::ServerClosed if state.terminated => {
+                "client terminated".to_string()
+            }
             other => format!("{other:?}"),
         };
         info!(ms = self.started.elapsed().as_millis() as u64, %end, "session ended");
@@ -195,12 +214,20 @@ async fn read_message(conn: &mut Conn, buf: &mut BytesMut) -> Result<Bytes, Stop
 /// Reads one untagged initial packet (startup, SSL, GSS or cancel request).
 async fn read_initial_packet(conn: &mut Conn, buf: &mut BytesMut) -> Result<StartupPacket, Stop> {
     fill(conn, buf, 4).await?;
-    let len = startup::packet_len(buf[..4].try_into().expect("four bytes"))
-        .map_err(|e| Stop::tell(PgError::fatal(sqlstate::PROTOCOL_VIOLATION, format!("palisade: {e}"))))?;
+    let len = startup::packet_len(buf[..4].try_into().expect("four bytes")).map_err(|e| {
+        Stop::tell(PgError::fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            format!("palisade: {e}"),
+        ))
+    })?;
     fill(conn, buf, len).await?;
     let packet = buf.split_to(len);
-    startup::parse_packet(&packet[4..])
-        .map_err(|e| Stop::tell(PgError::fatal(sqlstate::PROTOCOL_VIOLATION, format!("palisade: {e}"))))
+    startup::parse_packet(&packet[4..]).map_err(|e| {
+        Stop::tell(PgError::fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            format!("palisade: {e}"),
+        ))
+    })
 }
 
 /// Everything up to the first ReadyForQuery. `Ok(None)`: the connection was a cancel request.
@@ -246,7 +273,10 @@ async fn establish(
 
     let unrecognized = negotiate_version(&mut startup);
     if let Some(v) = startup.get("replication")
-        && !matches!(v.to_ascii_lowercase().as_str(), "false" | "off" | "no" | "0")
+        && !matches!(
+            v.to_ascii_lowercase().as_str(),
+            "false" | "off" | "no" | "0"
+        )
     {
         return Err(Stop::tell(
             PgError::fatal(
@@ -303,7 +333,11 @@ async fn establish(
         Some(creds) => inject_auth(client, &mut server, &mut server_buf, creds).await,
     };
     if let Err(stop) = auth {
-        if stop.client.as_ref().is_some_and(|e| e.code == sqlstate::INVALID_PASSWORD) {
+        if stop
+            .client
+            .as_ref()
+            .is_some_and(|e| e.code == sqlstate::INVALID_PASSWORD)
+        {
             ctx.metrics.upstream_error(&policy.key(), "auth");
         }
         return Err(stop);
@@ -317,7 +351,10 @@ async fn establish(
         match msg[0] {
             backend::BACKEND_KEY_DATA => {
                 let real = CancelKey::from_backend_key_data(&msg[5..]).ok_or_else(|| {
-                    Stop::tell(PgError::fatal(sqlstate::CONNECTION_FAILURE, "palisade: malformed BackendKeyData from upstream"))
+                    Stop::tell(PgError::fatal(
+                        sqlstate::CONNECTION_FAILURE,
+                        "palisade: malformed BackendKeyData from upstream",
+                    ))
                 })?;
                 let ours = ctx.cancel.register(policy.upstream.clone(), real);
                 key = Some(ours);
@@ -336,14 +373,17 @@ async fn establish(
                 if let Some(k) = key {
                     ctx.cancel.unregister(&k);
                 }
-                return Err(Stop::quiet(error_message_field(&msg[5..]).unwrap_or_default()));
+                return Err(Stop::quiet(
+                    error_message_field(&msg[5..]).unwrap_or_default(),
+                ));
             }
             _ => batch.extend_from_slice(&msg),
         }
     }
     let key = key.unwrap_or_else(|| {
         // A server that sends no key cannot be cancelled; issue one that maps nowhere useful.
-        ctx.cancel.register(policy.upstream.clone(), CancelKey { pid: 0, secret: 0 })
+        ctx.cancel
+            .register(policy.upstream.clone(), CancelKey { pid: 0, secret: 0 })
     });
     Ok(Some(Established {
         server,
@@ -378,7 +418,8 @@ fn negotiate_version(startup: &mut StartupMessage) -> Option<Bytes> {
         .collect();
     startup.params.retain(|(k, _)| !k.starts_with("_pq_."));
     let newer_minor = startup.version != startup::PROTOCOL_3_0;
-    (newer_minor || !unrecognized.is_empty()).then(|| startup::negotiate_protocol_version(&unrecognized))
+    (newer_minor || !unrecognized.is_empty())
+        .then(|| startup::negotiate_protocol_version(&unrecognized))
 }
 
 /// Passthrough authentication: the client proves itself to the database through the
@@ -441,13 +482,20 @@ async fn relay_auth(
 }
 
 /// Forwards the client's PasswordMessage/SASL response to the server.
-async fn answer_from_client(client: &mut Conn, client_buf: &mut BytesMut, server: &mut Conn) -> Result<(), Stop> {
+async fn answer_from_client(
+    client: &mut Conn,
+    client_buf: &mut BytesMut,
+    server: &mut Conn,
+) -> Result<(), Stop> {
     client.flush().await?;
     let answer = read_message(client, client_buf).await?;
     if answer[0] != frontend::PASSWORD {
         return Err(Stop::tell(PgError::fatal(
             sqlstate::PROTOCOL_VIOLATION,
-            format!("palisade: expected a password response, got message type {:?}", answer[0] as char),
+            format!(
+                "palisade: expected a password response, got message type {:?}",
+                answer[0] as char
+            ),
         )));
     }
     server.write_all(&answer).await?;
@@ -478,7 +526,8 @@ async fn inject_auth(
                 AUTH_OK => break,
                 AUTH_CLEARTEXT => pgfront::password_message(&creds.password, &mut reply)?,
                 AUTH_MD5 => {
-                    let salt = auth::md5_salt(body).ok_or_else(|| Stop::quiet("malformed MD5 request"))?;
+                    let salt =
+                        auth::md5_salt(body).ok_or_else(|| Stop::quiet("malformed MD5 request"))?;
                     let hash = postgres_protocol::authentication::md5_hash(
                         creds.username.as_bytes(),
                         &creds.password,
@@ -487,7 +536,10 @@ async fn inject_auth(
                     pgfront::password_message(hash.as_bytes(), &mut reply)?;
                 }
                 AUTH_SASL => {
-                    if !auth::sasl_mechanisms(body).iter().any(|m| m == SCRAM_SHA_256) {
+                    if !auth::sasl_mechanisms(body)
+                        .iter()
+                        .any(|m| m == SCRAM_SHA_256)
+                    {
                         return Err(Stop::tell(PgError::fatal(
                             sqlstate::FEATURE_NOT_SUPPORTED,
                             "palisade: the database offers no SASL mechanism the sidecar supports (SCRAM-SHA-256)",
@@ -498,13 +550,17 @@ async fn inject_auth(
                     scram = Some(s);
                 }
                 AUTH_SASL_CONTINUE => {
-                    let s = scram.as_mut().ok_or_else(|| Stop::quiet("SASL continue before SASL start"))?;
+                    let s = scram
+                        .as_mut()
+                        .ok_or_else(|| Stop::quiet("SASL continue before SASL start"))?;
                     s.update(&body[4..]).map_err(scram_failed)?;
                     pgfront::sasl_response(s.message(), &mut reply)?;
                 }
                 AUTH_SASL_FINAL => {
                     // Proves the server knows the password too; a fake server fails here.
-                    let s = scram.as_mut().ok_or_else(|| Stop::quiet("SASL final before SASL start"))?;
+                    let s = scram
+                        .as_mut()
+                        .ok_or_else(|| Stop::quiet("SASL final before SASL start"))?;
                     s.finish(&body[4..]).map_err(scram_failed)?;
                 }
                 other => {

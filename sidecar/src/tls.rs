@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
@@ -29,7 +32,10 @@ pub fn parse_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
 
 /// The client configuration for an upstream in `mode`, trusting `ca_pem` (or the system's
 /// roots when absent). `None` for `Disable`.
-pub fn upstream_config(mode: TlsMode, ca_pem: Option<&[u8]>) -> Result<Option<Arc<ClientConfig>>, String> {
+pub fn upstream_config(
+    mode: TlsMode,
+    ca_pem: Option<&[u8]>,
+) -> Result<Option<Arc<ClientConfig>>, String> {
     if mode == TlsMode::Disable {
         return Ok(None);
     }
@@ -79,7 +85,8 @@ pub fn upstream_config(mode: TlsMode, ca_pem: Option<&[u8]>) -> Result<Option<Ar
 /// The server configuration for TLS on the client leg.
 pub fn client_leg_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig>, String> {
     let certs = parse_certs(cert_pem)?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("bad private key: {e}"))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("bad private key: {e}"))?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
@@ -91,15 +98,24 @@ pub fn client_leg_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerCo
 }
 
 /// Explains a failed handshake in the terms of the policy that configured it.
-pub fn describe_handshake_error(err: &std::io::Error, host: &str, mode: TlsMode, ca: &str) -> String {
-    let rustls_err = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+pub fn describe_handshake_error(
+    err: &std::io::Error,
+    host: &str,
+    mode: TlsMode,
+    ca: &str,
+) -> String {
+    let rustls_err = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>());
     match rustls_err {
         Some(rustls::Error::InvalidCertificate(cert_err)) => match cert_err {
             CertificateError::UnknownIssuer | CertificateError::BadSignature => format!(
                 "upstream certificate of {host} is not signed by a trusted CA ({ca}; tls.mode {mode:?})"
             ),
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                format!("upstream certificate is not valid for host name {host:?} (tls.mode VerifyFull checks the name)")
+                format!(
+                    "upstream certificate is not valid for host name {host:?} (tls.mode VerifyFull checks the name)"
+                )
             }
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
                 format!("upstream certificate of {host} has expired")
@@ -116,7 +132,8 @@ pub fn describe_handshake_error(err: &std::io::Error, host: &str, mode: TlsMode,
 
 /// `ServerName` for a host that may be a DNS name or an IP address.
 pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
-    ServerName::try_from(host.to_string()).map_err(|e| format!("{host:?} is not a valid host name: {e}"))
+    ServerName::try_from(host.to_string())
+        .map_err(|e| format!("{host:?} is not a valid host name: {e}"))
 }
 
 /// VerifyCa: the chain must lead to a trusted CA; the name in the certificate is not checked.
@@ -132,7 +149,10 @@ impl ServerCertVerifier for IgnoreHostName {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -185,7 +205,12 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -194,7 +219,12 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -35,7 +35,9 @@ pub async fn connect(up: &Upstream) -> Result<Conn, ConnectError> {
                     sqlstate::UNABLE_TO_CONNECT,
                     format!("palisade: cannot connect to upstream database {addr}: {e}"),
                 )
-                .with_hint("check that the database is running and spec.database.host/port are right"),
+                .with_hint(
+                    "check that the database is running and spec.database.host/port are right",
+                ),
             });
         }
         Err(_) => {
@@ -65,7 +67,10 @@ async fn negotiate_tls(
         kind: "connect",
         error: PgError::fatal(
             sqlstate::UNABLE_TO_CONNECT,
-            format!("palisade: upstream {}:{} closed the connection during TLS negotiation: {e}", up.host, up.port),
+            format!(
+                "palisade: upstream {}:{} closed the connection during TLS negotiation: {e}",
+                up.host, up.port
+            ),
         ),
     };
     let mut req = [0u8; 8];
@@ -93,19 +98,25 @@ async fn negotiate_tls(
         Err(e) => {
             let message = tls::describe_handshake_error(&e, &up.host, up.tls_mode, &up.ca_origin);
             let hint = match up.tls_mode {
-                TlsMode::VerifyFull => "check spec.database.tls.caSecretRef and that spec.database.host is a name in the server certificate",
+                TlsMode::VerifyFull => {
+                    "check spec.database.tls.caSecretRef and that spec.database.host is a name in the server certificate"
+                }
                 _ => "check spec.database.tls.caSecretRef",
             };
             Err(ConnectError {
                 kind: "tls",
-                error: PgError::fatal(sqlstate::UNABLE_TO_CONNECT, format!("palisade: {message}")).with_hint(hint),
+                error: PgError::fatal(sqlstate::UNABLE_TO_CONNECT, format!("palisade: {message}"))
+                    .with_hint(hint),
             })
         }
     }
 }
 
 /// Sends a CancelRequest for `key` over a fresh connection, as PostgreSQL requires.
-pub async fn send_cancel(up: &Upstream, key: crate::protocol::startup::CancelKey) -> Result<(), String> {
+pub async fn send_cancel(
+    up: &Upstream,
+    key: crate::protocol::startup::CancelKey,
+) -> Result<(), String> {
     let mut conn = connect(up).await.map_err(|e| e.error.message)?;
     conn.write_all(&key.cancel_request())
         .await

@@ -10,7 +10,12 @@ use palisade_policy::{Manifest, RenderedPolicy, load_manifests, render_all};
 
 /// Palisade's kubectl plugin.
 #[derive(Parser)]
-#[command(name = "kubectl-palisade", bin_name = "kubectl palisade", version, propagate_version = true)]
+#[command(
+    name = "kubectl-palisade",
+    bin_name = "kubectl palisade",
+    version,
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -78,7 +83,11 @@ fn load(files: &[PathBuf], only: Option<&str>) -> anyhow::Result<Vec<RenderedPol
     for f in files {
         manifests.extend(load_manifests(f)?);
     }
-    let origin = files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
+    let origin = files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut policies = render_all(&origin, &manifests)?;
     if let Some(want) = only {
         policies.retain(|p| p.name == want || p.key() == want);
@@ -105,7 +114,11 @@ fn check(args: CheckArgs) -> anyhow::Result<std::process::ExitCode> {
         SearchPath::default()
     } else {
         SearchPath {
-            schemas: args.search_path.iter().map(|s| Some(s.trim().to_string())).collect(),
+            schemas: args
+                .search_path
+                .iter()
+                .map(|s| Some(s.trim().to_string()))
+                .collect(),
         }
     };
     let mut results = Vec::new();
@@ -137,12 +150,26 @@ fn check(args: CheckArgs) -> anyhow::Result<std::process::ExitCode> {
 }
 
 fn print_text(policy: &RenderedPolicy, d: &Decision) {
-    let list = |s: &std::collections::BTreeSet<String>| if s.is_empty() { "-".to_string() } else { s.iter().cloned().collect::<Vec<_>>().join(", ") };
+    let list = |s: &std::collections::BTreeSet<String>| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.iter().cloned().collect::<Vec<_>>().join(", ")
+        }
+    };
     let why = match &d.reason {
         Reason::Rule { rule } => format!("rule \"{rule}\""),
-        Reason::Default => format!("no rule matched: defaultAction {:?}", policy.spec.default_action),
-        Reason::ParseError { message } => format!("SQL could not be analysed (onParseError {:?}): {message}", policy.spec.on_parse_error),
-        Reason::TooLong { bytes, limit } => format!("{bytes} bytes exceeds limits.maxStatementBytes {limit}"),
+        Reason::Default => format!(
+            "no rule matched: defaultAction {:?}",
+            policy.spec.default_action
+        ),
+        Reason::ParseError { message } => format!(
+            "SQL could not be analysed (onParseError {:?}): {message}",
+            policy.spec.on_parse_error
+        ),
+        Reason::TooLong { bytes, limit } => {
+            format!("{bytes} bytes exceeds limits.maxStatementBytes {limit}")
+        }
     };
     println!("policy:      {}", policy.key());
     println!("decision:    {:?}", d.action);
@@ -151,7 +178,14 @@ fn print_text(policy: &RenderedPolicy, d: &Decision) {
         println!("message:     {m}");
     }
     let ops: Vec<String> = d.operations.iter().map(|o| format!("{o:?}")).collect();
-    println!("operations:  {}", if ops.is_empty() { "-".into() } else { ops.join(", ") });
+    println!(
+        "operations:  {}",
+        if ops.is_empty() {
+            "-".into()
+        } else {
+            ops.join(", ")
+        }
+    );
     println!("reads:       {}", list(&d.read));
     println!("writes:      {}", list(&d.written));
     println!("columns:     {}", list(&d.columns));

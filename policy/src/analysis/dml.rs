@@ -6,7 +6,7 @@ use sqlparser::ast::{
     Assignment, AssignmentTarget, ConflictTarget, CopySource, Delete, DoUpdate, FromTable, Insert,
     Merge, MergeAction, MergeClause, MergeClauseKind, MergeInsertExpr, MergeInsertKind,
     MergeUpdateExpr, MergeUpdateKind, ObjectName, OnConflict, OnConflictAction, OnInsert,
-    OutputClause, Query, SelectItem, TableFactor, TableObject, TableWithJoins, Update,
+    OutputClause, SelectItem, TableFactor, TableObject, TableWithJoins, Update,
     UpdateTableFromKind,
 };
 
@@ -396,13 +396,9 @@ impl Walker<'_> {
             }
             CopySource::Query(query) => {
                 self.reject(!to, "COPY (query) FROM");
-                self.copy_query(query);
+                self.query(query, None, QueryKind::Subquery);
             }
         }
-    }
-
-    fn copy_query(&mut self, query: &Query) {
-        self.query(query, None, QueryKind::Subquery);
     }
 
     /// The target of UPDATE/DELETE/MERGE: a plain table, written.

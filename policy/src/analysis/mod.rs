@@ -104,9 +104,23 @@ pub fn analyze(sql: &str) -> Result<Vec<StatementInfo>, ParseFailure> {
     split::split(tokens).into_iter().map(statement).collect()
 }
 
-/// Analyses one statement's tokens.
+/// The stack for statements that nest statements (sqlparser recurses into them on the
+/// stack, tens of kilobytes a level in a debug build, up to its recursion limit).
+const NESTED_STACK_BYTES: usize = 16 * 1024 * 1024;
+
+/// Analyses one statement's tokens: bounds on depth, the forms sqlparser lacks read off the
+/// tokens, then parse, walk (relations, columns, WHERE, by scope) and sweep (function calls
+/// and anything the walk did not reach).
 fn statement(tokens: Vec<TokenWithSpan>) -> Result<StatementInfo, ParseFailure> {
     depth::check(&tokens)?;
+    if depth::nests_statements(&tokens) {
+        stacker::grow(NESTED_STACK_BYTES, || analyse(tokens))
+    } else {
+        analyse(tokens)
+    }
+}
+
+fn analyse(tokens: Vec<TokenWithSpan>) -> Result<StatementInfo, ParseFailure> {
     if let Some(info) = special::recognise(&tokens) {
         return info;
     }

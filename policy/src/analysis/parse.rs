@@ -7,8 +7,10 @@ use sqlparser::tokenizer::{Token, TokenWithSpan};
 
 use super::ParseFailure;
 
-/// Subqueries nest about two dozen deep within sqlparser's default limit of 50; the
-/// parser grows its stack on the heap, so a higher limit is safe.
+/// Subqueries nest about two dozen deep within sqlparser's default limit of 50. The
+/// parser grows its stack on the heap for expressions, queries and FROM items, and
+/// statements nested in statements are parsed on a stack of their own (see
+/// `depth::nests_statements`), so a higher limit is safe.
 const RECURSION_LIMIT: usize = 100;
 
 /// The single statement `tokens` hold (no `;`), or the parser's complaint.

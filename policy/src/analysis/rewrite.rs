@@ -2,7 +2,9 @@
 //! equivalents it can, without changing what the statement reads or writes:
 //! - a statement `TABLE name …` is `SELECT * FROM name …`;
 //! - `WHERE CURRENT OF cursor` in UPDATE/DELETE becomes a placeholder condition,
-//!   [`CURRENT_OF`], which the WHERE check treats as effective (it hits one row).
+//!   [`CURRENT_OF`], which the WHERE check treats as effective (it hits one row);
+//! - in a COPY option list, the boolean spellings `on`/`off` become `true`/`false`
+//!   (pgbench's `WITH (FREEZE ON)`).
 
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 
@@ -11,7 +13,47 @@ pub(super) const CURRENT_OF: &str = "$current_of";
 
 pub(super) fn rewrite(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let tokens = table_statement(tokens);
+    let tokens = copy_booleans(tokens);
     current_of(tokens)
+}
+
+fn copy_booleans(mut tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let Some(first) = first_significant(&tokens) else {
+        return tokens;
+    };
+    if !is_word(&tokens[first].token, "copy") {
+        return tokens;
+    }
+    // Only in the option list, after the top-level FROM/TO (a `COPY (query)` has its
+    // own FROMs one level down): a bare on/off directly after an option name.
+    let mut depth = 0usize;
+    let mut prev_word = false;
+    let mut options = false;
+    for t in tokens.iter_mut() {
+        match &t.token {
+            Token::Whitespace(_) => continue,
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth == 0 && (is_word(&t.token, "from") || is_word(&t.token, "to")) {
+            options = true;
+        }
+        let value = if !options {
+            None
+        } else if depth == 1 && prev_word && is_word(&t.token, "on") {
+            Some("TRUE")
+        } else if depth == 1 && prev_word && is_word(&t.token, "off") {
+            Some("FALSE")
+        } else {
+            None
+        };
+        prev_word = matches!(t.token, Token::Word(_)) && value.is_none();
+        if let Some(v) = value {
+            t.token = Token::make_keyword(v);
+        }
+    }
+    tokens
 }
 
 fn is_word(token: &Token, keyword: &str) -> bool {

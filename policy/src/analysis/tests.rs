@@ -508,6 +508,15 @@ fn dml() -> Vec<(&'static str, Vec<Expect>)> {
             ops(&[Op::Copy, Op::Select]).read(&["t"]).written(&[]),
         ),
         one(
+            // pgbench -i; `on`/`off` are PostgreSQL's boolean spellings in option lists.
+            "copy pgbench_accounts from stdin with (freeze on)",
+            ops(&[Op::Copy]).written(&["pgbench_accounts"]),
+        ),
+        one(
+            "COPY (SELECT a FROM t JOIN u ON t.id = u.id) TO STDOUT (FORMAT csv, HEADER off)",
+            ops(&[Op::Copy, Op::Select]).read(&["t", "u"]),
+        ),
+        one(
             "COPY t FROM '/tmp/data.csv'",
             ops(&[Op::Copy]).written(&["t"]),
         ),
@@ -1301,6 +1310,42 @@ fn deep_expressions_are_refused_not_overflowed() {
         vec!["(1, 'a', now())"; 5_000].join(", ")
     );
     assert!(analyze(&rows).is_ok());
+}
+
+#[test]
+fn nested_statements_are_refused_not_overflowed() {
+    for n in [5, 45, 200] {
+        for nested in [
+            format!("{}SELECT 1", "EXPLAIN ".repeat(n)),
+            format!("{}SELECT 1", "PREPARE p AS ".repeat(n)),
+            format!("{}SELECT 1", "IF 1 THEN ".repeat(n)),
+            format!("{}SELECT 1", "CASE WHEN 1 THEN ".repeat(n)),
+            format!(
+                "{}SELECT 1",
+                "CREATE RULE r AS ON INSERT TO t DO ".repeat(n)
+            ),
+            format!(
+                "{}SELECT 1",
+                "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC ".repeat(n)
+            ),
+        ] {
+            // Refused or not, but answered.
+            let _ = analyze(&nested);
+        }
+    }
+    assert!(analyze(&format!("{}SELECT 1", "EXPLAIN ".repeat(200))).is_err());
+    // Subqueries nest some 45 deep within the parser's limit.
+    let derived = format!(
+        "SELECT * FROM {}t{}",
+        "(SELECT * FROM ".repeat(45),
+        ") x".repeat(45)
+    );
+    assert_eq!(analyze(&derived).unwrap()[0].read.len(), 1);
+    let scalar = format!("{}1{}", "SELECT (".repeat(45), ")".repeat(45));
+    assert!(analyze(&scalar).is_ok());
+    let too_deep = format!("{}1{}", "SELECT (".repeat(500), ")".repeat(500));
+    assert!(analyze(&too_deep).is_err());
+    assert!(analyze(&format!("{}SELECT 1", "IF 1 THEN ".repeat(200))).is_err());
 }
 
 #[test]

@@ -11,7 +11,8 @@ pub(super) struct Walker<'f> {
 }
 
 impl Walker<'_> {
-    /// `name` as a relation; a name that is none fails the statement.
+    /// `name` as a relation; one that cannot be (too many dots, a computed name) fails
+    /// the statement.
     pub fn relation(&mut self, name: &ObjectName) -> Option<RelationName> {
         match names::relation(name) {
             Ok(relation) => Some(relation),

@@ -95,7 +95,10 @@ mod tests {
             without_channel_binding(&mechs),
             Some(vec!["SCRAM-SHA-256".to_string()])
         );
-        assert_eq!(without_channel_binding(&["SCRAM-SHA-256-PLUS".into()]), None);
+        assert_eq!(
+            without_channel_binding(&["SCRAM-SHA-256-PLUS".into()]),
+            None
+        );
     }
 
     #[test]

@@ -98,7 +98,13 @@ impl PgError {
 
 impl std::fmt::Display for PgError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.severity.as_str(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.severity.as_str(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -138,7 +144,10 @@ mod tests {
         assert_eq!(error_field(body, b'S').as_deref(), Some("FATAL"));
         assert_eq!(error_field(body, b'C').as_deref(), Some("08001"));
         assert_eq!(error_message_field(body).as_deref(), Some("no route"));
-        assert_eq!(error_field(body, b'H').as_deref(), Some("check spec.database.host"));
+        assert_eq!(
+            error_field(body, b'H').as_deref(),
+            Some("check spec.database.host")
+        );
         assert_eq!(error_field(body, b'D'), None);
     }
 }

@@ -121,7 +121,11 @@ pub fn packet_len(word: [u8; 4]) -> Result<usize, StartupError> {
 
 /// Parses an initial packet without its length word.
 pub fn parse_packet(body: &[u8]) -> Result<StartupPacket, StartupError> {
-    let code = i32::from_be_bytes(body[..4].try_into().map_err(|_| StartupError::Malformed("short"))?);
+    let code = i32::from_be_bytes(
+        body[..4]
+            .try_into()
+            .map_err(|_| StartupError::Malformed("short"))?,
+    );
     let rest = &body[4..];
     match code {
         SSL_REQUEST_CODE => Ok(StartupPacket::SslRequest),
@@ -139,18 +143,23 @@ pub fn parse_packet(body: &[u8]) -> Result<StartupPacket, StartupError> {
             let mut params = Vec::new();
             let mut rest = rest;
             loop {
-                let (key, after) = read_cstr(rest).ok_or(StartupError::Malformed("unterminated"))?;
+                let (key, after) =
+                    read_cstr(rest).ok_or(StartupError::Malformed("unterminated"))?;
                 if key.is_empty() {
                     break;
                 }
                 let (value, after) =
                     read_cstr(after).ok_or(StartupError::Malformed("parameter without value"))?;
-                let key = std::str::from_utf8(key).map_err(|_| StartupError::Malformed("non-UTF-8 name"))?;
+                let key = std::str::from_utf8(key)
+                    .map_err(|_| StartupError::Malformed("non-UTF-8 name"))?;
                 let value = String::from_utf8_lossy(value).into_owned();
                 params.push((key.to_string(), value));
                 rest = after;
             }
-            Ok(StartupPacket::Startup(StartupMessage { version: v, params }))
+            Ok(StartupPacket::Startup(StartupMessage {
+                version: v,
+                params,
+            }))
         }
         v => Err(StartupError::UnsupportedVersion(v)),
     }
@@ -176,21 +185,33 @@ mod tests {
     fn startup_round_trips() {
         let msg = StartupMessage {
             version: PROTOCOL_3_0,
-            params: vec![("user".into(), "alice".into()), ("database".into(), "db".into())],
+            params: vec![
+                ("user".into(), "alice".into()),
+                ("database".into(), "db".into()),
+            ],
         };
         let packet = msg.to_packet();
         let len = packet_len(packet[..4].try_into().unwrap()).unwrap();
         assert_eq!(len, packet.len());
-        assert_eq!(parse_packet(&packet[4..]).unwrap(), StartupPacket::Startup(msg));
+        assert_eq!(
+            parse_packet(&packet[4..]).unwrap(),
+            StartupPacket::Startup(msg)
+        );
     }
 
     #[test]
     fn special_requests_are_recognised() {
-        assert_eq!(parse_packet(&SSL_REQUEST_CODE.to_be_bytes()).unwrap(), StartupPacket::SslRequest);
+        assert_eq!(
+            parse_packet(&SSL_REQUEST_CODE.to_be_bytes()).unwrap(),
+            StartupPacket::SslRequest
+        );
         let key = CancelKey { pid: 7, secret: -9 };
         let req = key.cancel_request();
         assert_eq!(parse_packet(&req[4..]).unwrap(), StartupPacket::Cancel(key));
-        assert_eq!(CancelKey::from_backend_key_data(&key.backend_key_data()[5..]), Some(key));
+        assert_eq!(
+            CancelKey::from_backend_key_data(&key.backend_key_data()[5..]),
+            Some(key)
+        );
     }
 
     #[test]
