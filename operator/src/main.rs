@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use palisade_policy::{Manifest, load_manifests, render_all};
+use palisade_policy::render_files;
 
 /// Palisade's operator. Offline today: renders DatabasePolicy/MaskingRule YAML into the
 /// policy documents sidecars enforce.
@@ -38,19 +38,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn render(files: &[PathBuf]) -> anyhow::Result<()> {
-    let mut manifests: Vec<Manifest> = Vec::new();
-    for f in files {
-        manifests.extend(load_manifests(f)?);
-    }
-    let origin = files
-        .iter()
-        .map(|f| f.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let rendered = render_all(&origin, &manifests)?;
-    if rendered.is_empty() {
-        anyhow::bail!("no DatabasePolicy found in {origin}");
-    }
+    let rendered = render_files(files)?;
     // One policy prints as its document (what policy.json holds); several as an array.
     let out = if rendered.len() == 1 {
         rendered[0].to_json()

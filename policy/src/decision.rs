@@ -146,6 +146,20 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// A decision about a message nothing is known of yet.
+    fn bare(action: Action, reason: Reason) -> Self {
+        Decision {
+            action,
+            reason,
+            message: None,
+            operations: BTreeSet::new(),
+            read: BTreeSet::new(),
+            written: BTreeSet::new(),
+            columns: BTreeSet::new(),
+            search_path_changes: Vec::new(),
+        }
+    }
+
     pub fn rule(&self) -> Option<&str> {
         match &self.reason {
             Reason::Rule { rule } => Some(rule),
@@ -193,19 +207,13 @@ impl RuleSet {
 
     /// The decision for a message of `bytes` length that exceeded the statement limit.
     pub fn too_long(&self, bytes: usize) -> Decision {
-        Decision {
-            action: Action::Deny,
-            reason: Reason::TooLong {
+        Decision::bare(
+            Action::Deny,
+            Reason::TooLong {
                 bytes,
                 limit: self.max_statement_bytes,
             },
-            message: None,
-            operations: BTreeSet::new(),
-            read: BTreeSet::new(),
-            written: BTreeSet::new(),
-            columns: BTreeSet::new(),
-            search_path_changes: Vec::new(),
-        }
+        )
     }
 
     /// Decides a whole message: every statement is decided, and the most restrictive
@@ -219,34 +227,18 @@ impl RuleSet {
         let statements = match analysis {
             Ok(s) => s,
             Err(failure) => {
-                return Decision {
-                    action: match self.on_parse_error {
-                        ParseErrorAction::Deny => Action::Deny,
-                        ParseErrorAction::RequireApproval => Action::RequireApproval,
-                    },
-                    reason: Reason::ParseError {
-                        message: failure.message.clone(),
-                    },
-                    message: None,
-                    operations: BTreeSet::new(),
-                    read: BTreeSet::new(),
-                    written: BTreeSet::new(),
-                    columns: BTreeSet::new(),
-                    search_path_changes: Vec::new(),
+                let action = match self.on_parse_error {
+                    ParseErrorAction::Deny => Action::Deny,
+                    ParseErrorAction::RequireApproval => Action::RequireApproval,
                 };
+                let reason = Reason::ParseError {
+                    message: failure.message.clone(),
+                };
+                return Decision::bare(action, reason);
             }
         };
         let mut worst: Option<(Action, Reason, Option<String>)> = None;
-        let mut summary = Decision {
-            action: Action::Allow,
-            reason: Reason::Default,
-            message: None,
-            operations: BTreeSet::new(),
-            read: BTreeSet::new(),
-            written: BTreeSet::new(),
-            columns: BTreeSet::new(),
-            search_path_changes: Vec::new(),
-        };
+        let mut summary = Decision::bare(Action::Allow, Reason::Default);
         for stmt in statements {
             let (action, reason, message) = self.decide_one(stmt, identity, path);
             summarise(&mut summary, stmt, path);

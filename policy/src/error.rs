@@ -9,6 +9,8 @@ pub enum PolicyError {
         path: PathBuf,
         cause: std::io::Error,
     },
+    #[error("{origin}: no DatabasePolicy found")]
+    NoPolicy { origin: String },
     #[error("{origin}: document {index}: {message}")]
     Parse {
         origin: String,

@@ -19,7 +19,7 @@ pub use error::PolicyError;
 pub use manifest::{Manifest, ObjectMeta, load_manifests, parse_manifests};
 pub use masking::MaskingRuleSpec;
 pub use model::*;
-pub use render::{RENDERED_FORMAT, RenderedPolicy, SelectedMaskingRule, render_all};
+pub use render::{RENDERED_FORMAT, RenderedPolicy, SelectedMaskingRule, render_all, render_files};
 pub use selector::LabelSelector;
 
 /// The API group and version of every Palisade resource.

@@ -108,6 +108,25 @@ impl RenderedPolicy {
     }
 }
 
+/// Reads YAML files and renders every DatabasePolicy in them, as the command-line tools
+/// do. Fails when the files hold no DatabasePolicy at all.
+pub fn render_files(files: &[std::path::PathBuf]) -> Result<Vec<RenderedPolicy>, PolicyError> {
+    let mut manifests = Vec::new();
+    for f in files {
+        manifests.extend(crate::manifest::load_manifests(f)?);
+    }
+    let origin = files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rendered = render_all(&origin, &manifests)?;
+    if rendered.is_empty() {
+        return Err(PolicyError::NoPolicy { origin });
+    }
+    Ok(rendered)
+}
+
 /// Renders every DatabasePolicy among `manifests`, with the MaskingRules of its namespace
 /// whose `policySelector` matches the policy's labels.
 pub fn render_all(

@@ -125,9 +125,15 @@ pub fn shape(sql: &str) -> Option<String> {
 
 fn replaceable_after(before: &[u8], prev: &[u8]) -> bool {
     let compared_with_column = matches!(prev, b"=" | b"<" | b">" | b"<=" | b">=" | b"<>" | b"!=")
-        && before.first().is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_' || *c >= 0x80)
-        && !["true", "false", "null"].iter().any(|k| before.eq_ignore_ascii_case(k.as_bytes()));
-    compared_with_column || prev.eq_ignore_ascii_case(b"limit") || prev.eq_ignore_ascii_case(b"offset")
+        && before
+            .first()
+            .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_' || *c >= 0x80)
+        && !["true", "false", "null"]
+            .iter()
+            .any(|k| before.eq_ignore_ascii_case(k.as_bytes()));
+    compared_with_column
+        || prev.eq_ignore_ascii_case(b"limit")
+        || prev.eq_ignore_ascii_case(b"offset")
 }
 
 fn is_ident(c: u8) -> bool {
@@ -186,7 +192,10 @@ mod tests {
     fn constants_compared_with_constants_stay_exact() {
         // They decide whether a WHERE is a tautology.
         assert_eq!(shape("SELECT * FROM t WHERE 1 = 2"), None);
-        assert_eq!(shape("DELETE FROM t WHERE 'a' = 1 OR true = 1 OR f(x) = 2"), None);
+        assert_eq!(
+            shape("DELETE FROM t WHERE 'a' = 1 OR true = 1 OR f(x) = 2"),
+            None
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use palisade_policy::decision::{Action, Decision, Identity, Reason, RuleSet, SearchPath};
 use palisade_policy::decision_cache::Engine;
-use palisade_policy::{Manifest, RenderedPolicy, load_manifests, render_all};
+use palisade_policy::{RenderedPolicy, render_files};
 
 /// Palisade's kubectl plugin.
 #[derive(Parser)]
@@ -79,24 +79,12 @@ fn main() -> std::process::ExitCode {
 }
 
 fn load(files: &[PathBuf], only: Option<&str>) -> anyhow::Result<Vec<RenderedPolicy>> {
-    let mut manifests: Vec<Manifest> = Vec::new();
-    for f in files {
-        manifests.extend(load_manifests(f)?);
-    }
-    let origin = files
-        .iter()
-        .map(|f| f.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut policies = render_all(&origin, &manifests)?;
+    let mut policies = render_files(files)?;
     if let Some(want) = only {
         policies.retain(|p| p.name == want || p.key() == want);
         if policies.is_empty() {
-            anyhow::bail!("no DatabasePolicy named {want:?} in {origin}");
+            anyhow::bail!("no DatabasePolicy named {want:?} in the given files");
         }
-    }
-    if policies.is_empty() {
-        anyhow::bail!("no DatabasePolicy found in {origin}");
     }
     Ok(policies)
 }
