@@ -39,7 +39,10 @@ pub fn cases() -> Vec<Case> {
                 .unwrap_or_else(|| panic!("corpus line without SQL: {line:?}"))
                 .replace("\\n", "\n")
                 .replace("\\t", "\t");
-            assert!(expect == "allow" || expect == "deny", "corpus line {line:?}");
+            assert!(
+                expect == "allow" || expect == "deny",
+                "corpus line {line:?}"
+            );
             Case {
                 db_user,
                 allow: expect == "allow",

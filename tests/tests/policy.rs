@@ -49,7 +49,10 @@ fn denied_by(code: &str, message: &str) -> Option<String> {
     if !message.starts_with("palisade: statement") {
         return None;
     }
-    assert!(code == "42501", "denials carry SQLSTATE 42501: {code} {message}");
+    assert!(
+        code == "42501",
+        "denials carry SQLSTATE 42501: {code} {message}"
+    );
     Some(match message.split('"').nth(1) {
         Some(rule) if message.contains(" by rule ") => rule.to_string(),
         _ if message.contains("could not be analysed") => "parse".into(),
@@ -61,7 +64,10 @@ fn verdict(case_allow: bool, case_rule: &str, seen: Option<String>) -> Result<()
     match (case_allow, seen) {
         (true, None) => Ok(()),
         (false, Some(rule)) if rule == case_rule => Ok(()),
-        (allow, seen) => Err(format!("expected {} {case_rule}, saw {seen:?}", if allow { "allow" } else { "deny" })),
+        (allow, seen) => Err(format!(
+            "expected {} {case_rule}, saw {seen:?}",
+            if allow { "allow" } else { "deny" }
+        )),
     }
 }
 
@@ -71,7 +77,9 @@ async fn every_corpus_statement_is_decided_on_the_wire_in_simple_and_extended_pr
     let mut failures = Vec::new();
     for case in cases() {
         for extended in [false, true] {
-            let client = connect(&sc.conn_str(case.db_user, password(case.db_user), "corpus_wire")).await.unwrap();
+            let client = connect(&sc.conn_str(case.db_user, password(case.db_user), "corpus_wire"))
+                .await
+                .unwrap();
             let result = if extended {
                 client.execute(case.sql.as_str(), &[]).await.map(|_| ())
             } else {
@@ -85,7 +93,12 @@ async fn every_corpus_statement_is_decided_on_the_wire_in_simple_and_extended_pr
                 }
             };
             if let Err(why) = verdict(case.allow, case.rule, seen) {
-                failures.push(format!("{} {:?} ({}): {why}; result {result:?}", if extended { "extended" } else { "simple" }, case.sql, case.db_user));
+                failures.push(format!(
+                    "{} {:?} ({}): {why}; result {result:?}",
+                    if extended { "extended" } else { "simple" },
+                    case.sql,
+                    case.db_user
+                ));
             }
             // Whatever happened, the session still works (after COPY FROM STDIN the
             // client library itself gives up on the connection, proxied or not).
@@ -97,7 +110,12 @@ async fn every_corpus_statement_is_decided_on_the_wire_in_simple_and_extended_pr
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -120,26 +138,52 @@ fn every_corpus_statement_is_decided_for_psql() {
             failures.push(format!("{:?}: {why}\n{stderr}", case.sql));
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
 async fn a_denied_statement_never_reaches_the_database() {
     let sc = corpus_sidecar("corpus_reach", vec![]);
     let pg = PgCluster::shared();
-    let client = connect(&sc.conn_str(SUPERUSER, None, "corpus_reach")).await.unwrap();
-    for sql in ["DROP TABLE customers", "SELECT 1; DROP TABLE customers", "DELETE FROM customers WHERE 1=1", "TRUNCATE customers"] {
+    let client = connect(&sc.conn_str(SUPERUSER, None, "corpus_reach"))
+        .await
+        .unwrap();
+    for sql in [
+        "DROP TABLE customers",
+        "SELECT 1; DROP TABLE customers",
+        "DELETE FROM customers WHERE 1=1",
+        "TRUNCATE customers",
+    ] {
         let err = client.batch_execute(sql).await.unwrap_err();
         let (code, message) = db_error(&err);
         assert_eq!(code, "42501", "{sql}: {message}");
         assert!(message.contains("policy test/corpus"), "{message}");
     }
-    let err = client.batch_execute("DROP TABLE customers").await.unwrap_err();
+    let err = client
+        .batch_execute("DROP TABLE customers")
+        .await
+        .unwrap_err();
     let db = err.as_db_error().unwrap();
-    assert_eq!(db.message(), "palisade: statement denied by rule \"no-destructive-ddl\" of policy test/corpus: destructive DDL is not allowed from workloads");
-    assert_eq!(db.detail(), Some("operations: Drop; relations: public.customers"));
+    assert_eq!(
+        db.message(),
+        "palisade: statement denied by rule \"no-destructive-ddl\" of policy test/corpus: destructive DDL is not allowed from workloads"
+    );
+    assert_eq!(
+        db.detail(),
+        Some("operations: Drop; relations: public.customers")
+    );
     assert!(db.hint().unwrap().contains("kubectl palisade check"));
-    assert_eq!(pg.psql("corpus_reach", "SELECT count(*) FROM customers").unwrap().trim(), "2");
+    assert_eq!(
+        pg.psql("corpus_reach", "SELECT count(*) FROM customers")
+            .unwrap()
+            .trim(),
+        "2"
+    );
     // The server's log shows the replacement's parse error, never the statement itself.
     assert!(!pg.server_log().contains("TRUNCATE customers"));
 }
@@ -147,9 +191,16 @@ async fn a_denied_statement_never_reaches_the_database() {
 #[tokio::test]
 async fn a_denial_inside_a_transaction_aborts_it_on_both_sides() {
     let sc = corpus_sidecar("corpus_txn", vec![]);
-    let mut client = connect(&sc.conn_str(SUPERUSER, None, "corpus_txn")).await.unwrap();
+    let mut client = connect(&sc.conn_str(SUPERUSER, None, "corpus_txn"))
+        .await
+        .unwrap();
     let tx = client.transaction().await.unwrap();
-    tx.execute("INSERT INTO orders(customer_id, amount) VALUES (1, 4242)", &[]).await.unwrap();
+    tx.execute(
+        "INSERT INTO orders(customer_id, amount) VALUES (1, 4242)",
+        &[],
+    )
+    .await
+    .unwrap();
     let err = tx.batch_execute("DROP TABLE orders").await.unwrap_err();
     assert_eq!(db_error(&err).0, "42501");
     // The database agrees the transaction is aborted: the next statement fails as it would
@@ -166,18 +217,29 @@ async fn a_denial_inside_a_transaction_aborts_it_on_both_sides() {
 #[tokio::test]
 async fn pipelined_statements_around_a_denial_behave_as_with_a_server_error() {
     let sc = corpus_sidecar("corpus_pipe", vec![]);
-    let client = connect(&sc.conn_str(SUPERUSER, None, "corpus_pipe")).await.unwrap();
+    let client = connect(&sc.conn_str(SUPERUSER, None, "corpus_pipe"))
+        .await
+        .unwrap();
     // tokio-postgres pipelines concurrent queries: each is its own Parse/Bind/Execute/Sync.
     let before = client.query_one("SELECT 1::int", &[]);
     let denied = client.execute("DELETE FROM orders", &[]);
     let after = client.query_one("SELECT 2::int", &[]);
     let also_denied = client.query("SELECT * FROM secrets", &[]);
     let last = client.query_one("SELECT count(*) FROM orders", &[]);
-    let (before, denied, after, also_denied, last) = tokio::join!(before, denied, after, also_denied, last);
+    let (before, denied, after, also_denied, last) =
+        tokio::join!(before, denied, after, also_denied, last);
     assert_eq!(before.unwrap().get::<_, i32>(0), 1);
-    assert!(db_error(&denied.unwrap_err()).1.contains("writes-need-where"));
+    assert!(
+        db_error(&denied.unwrap_err())
+            .1
+            .contains("writes-need-where")
+    );
     assert_eq!(after.unwrap().get::<_, i32>(0), 2);
-    assert!(db_error(&also_denied.unwrap_err()).1.contains("secrets-are-off-limits"));
+    assert!(
+        db_error(&also_denied.unwrap_err())
+            .1
+            .contains("secrets-are-off-limits")
+    );
     assert_eq!(last.unwrap().get::<_, i64>(0), 20);
 }
 
@@ -223,7 +285,9 @@ async fn limits_on_statement_size_and_rows_keep_the_session_usable() {
         ..Default::default()
     })
     .unwrap();
-    let client = connect(&sc.conn_str(SUPERUSER, None, "corpus_limits")).await.unwrap();
+    let client = connect(&sc.conn_str(SUPERUSER, None, "corpus_limits"))
+        .await
+        .unwrap();
     let long = format!("SELECT '{}'", "x".repeat(5000));
     for extended in [false, true] {
         let err = if extended {
@@ -233,14 +297,30 @@ async fn limits_on_statement_size_and_rows_keep_the_session_usable() {
         };
         let (code, message) = db_error(&err);
         assert_eq!(code, "54000", "{message}");
-        assert!(message.contains("exceeds limits.maxStatementBytes (1000)"), "{message}");
+        assert!(
+            message.contains("exceeds limits.maxStatementBytes (1000)"),
+            "{message}"
+        );
     }
     // A statement far larger than what the sidecar will hold is refused unread.
     let huge = format!("SELECT '{}'", "y".repeat(200 * 1024));
-    assert_eq!(db_error(&client.simple_query(&huge).await.unwrap_err()).0, "54000");
-    assert_eq!(text_rows(&client, "SELECT 1").await, vec![vec![Some("1".into())]]);
+    assert_eq!(
+        db_error(&client.simple_query(&huge).await.unwrap_err()).0,
+        "54000"
+    );
+    assert_eq!(
+        text_rows(&client, "SELECT 1").await,
+        vec![vec![Some("1".into())]]
+    );
 
-    assert_eq!(client.query("SELECT g FROM generate_series(1, 100) g", &[]).await.unwrap().len(), 100);
+    assert_eq!(
+        client
+            .query("SELECT g FROM generate_series(1, 100) g", &[])
+            .await
+            .unwrap()
+            .len(),
+        100
+    );
     for extended in [false, true] {
         let sql = "SELECT g FROM generate_series(1, 1000000) g";
         let err = if extended {
@@ -251,7 +331,10 @@ async fn limits_on_statement_size_and_rows_keep_the_session_usable() {
         let (code, message) = db_error(&err);
         assert_eq!(code, "54000", "{message}");
         assert!(message.contains("more than 100 rows"), "{message}");
-        assert_eq!(text_rows(&client, "SELECT 2").await, vec![vec![Some("2".into())]]);
+        assert_eq!(
+            text_rows(&client, "SELECT 2").await,
+            vec![vec![Some("2".into())]]
+        );
     }
 }
 
@@ -270,28 +353,47 @@ async fn a_changed_policy_applies_to_the_next_statement_of_open_sessions() {
         ..Default::default()
     })
     .unwrap();
-    let client = connect(&sc.conn_str(SUPERUSER, None, database)).await.unwrap();
+    let client = connect(&sc.conn_str(SUPERUSER, None, database))
+        .await
+        .unwrap();
     client.simple_query("SELECT * FROM orders").await.unwrap();
-    let stricter = yaml.replace("  rules:\n", "  rules:\n    - {name: no-orders, match: {tables: [public.orders]}, action: Deny}\n");
+    let stricter = yaml.replace(
+        "  rules:\n",
+        "  rules:\n    - {name: no-orders, match: {tables: [public.orders]}, action: Deny}\n",
+    );
     sc.replace_policy(&stricter).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match client.simple_query("SELECT * FROM orders").await {
             Err(e) if db_error(&e).1.contains("no-orders") => break,
             _ => {
-                assert!(Instant::now() < deadline, "the open session never saw the new rule:\n{}", sc.logs());
+                assert!(
+                    Instant::now() < deadline,
+                    "the open session never saw the new rule:\n{}",
+                    sc.logs()
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
     // A broken policy is rejected; the stricter one stays in force.
-    sc.replace_policy(&stricter.replace("action: Deny}", "action: Denyy}")).unwrap();
+    sc.replace_policy(&stricter.replace("action: Deny}", "action: Denyy}"))
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !sc.logs().contains("invalid policy change rejected") {
         assert!(Instant::now() < deadline, "{}", sc.logs());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(db_error(&client.simple_query("SELECT * FROM orders").await.unwrap_err()).1.contains("no-orders"));
+    assert!(
+        db_error(
+            &client
+                .simple_query("SELECT * FROM orders")
+                .await
+                .unwrap_err()
+        )
+        .1
+        .contains("no-orders")
+    );
 }
 
 #[tokio::test]
@@ -299,26 +401,56 @@ async fn search_path_tricks_do_not_hide_a_table() {
     let sc = corpus_sidecar("corpus_path", vec![]);
     let pg = PgCluster::shared();
     pg.psql("corpus_path", "CREATE SCHEMA IF NOT EXISTS sales; CREATE TABLE IF NOT EXISTS sales.customers(id int, ssn text);").unwrap();
-    let client = connect(&sc.conn_str("analyst", password("analyst"), "corpus_path")).await.unwrap();
+    let client = connect(&sc.conn_str("analyst", password("analyst"), "corpus_path"))
+        .await
+        .unwrap();
     let denied = |r: Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error>| {
-        r.err().map(|e| db_error(&e).1).is_some_and(|m| m.contains("analysts-never-see-ssn"))
+        r.err()
+            .map(|e| db_error(&e).1)
+            .is_some_and(|m| m.contains("analysts-never-see-ssn"))
     };
-    assert!(denied(client.simple_query("SELECT ssn FROM customers").await));
+    assert!(denied(
+        client.simple_query("SELECT ssn FROM customers").await
+    ));
     // Moved elsewhere for certain: public.customers is no longer what the name means.
-    client.simple_query("SET search_path = sales").await.unwrap();
-    assert!(!denied(client.simple_query("SELECT ssn FROM customers").await));
+    client
+        .simple_query("SET search_path = sales")
+        .await
+        .unwrap();
+    assert!(!denied(
+        client.simple_query("SELECT ssn FROM customers").await
+    ));
     // Inside a transaction a SET may be rolled back, so the old reading still counts.
-    client.simple_query("SET search_path = public").await.unwrap();
+    client
+        .simple_query("SET search_path = public")
+        .await
+        .unwrap();
     client.simple_query("BEGIN").await.unwrap();
-    client.simple_query("SET search_path = sales").await.unwrap();
+    client
+        .simple_query("SET search_path = sales")
+        .await
+        .unwrap();
     client.simple_query("ROLLBACK").await.unwrap();
-    assert!(denied(client.simple_query("SELECT ssn FROM customers").await));
+    assert!(denied(
+        client.simple_query("SELECT ssn FROM customers").await
+    ));
     // set_config hides the new path from the proxy: every reading counts (including
     // vault.customers, which the secrets rule denies).
-    let other = connect(&sc.conn_str("analyst", password("analyst"), "corpus_path")).await.unwrap();
+    let other = connect(&sc.conn_str("analyst", password("analyst"), "corpus_path"))
+        .await
+        .unwrap();
     other.simple_query("SET search_path = sales").await.unwrap();
-    other.simple_query("SELECT set_config('search_path', 'public', false)").await.unwrap();
-    let err = other.simple_query("SELECT ssn FROM customers").await.unwrap_err();
+    other
+        .simple_query("SELECT set_config('search_path', 'public', false)")
+        .await
+        .unwrap();
+    let err = other
+        .simple_query("SELECT ssn FROM customers")
+        .await
+        .unwrap_err();
     let (code, message) = db_error(&err);
-    assert_eq!(code, "42501", "set_config must widen the search_path: {message}");
+    assert_eq!(
+        code, "42501",
+        "set_config must widen the search_path: {message}"
+    );
 }

@@ -350,18 +350,19 @@ async fn a_16_mib_value_round_trips() {
     let database = db("proto_big");
     // The statement limit (1 MiB by default) raised, for the 16 MiB literal below.
     let port = palisade_tests::free_port();
-    let sidecar = palisade_tests::sidecar::Sidecar::start(palisade_tests::sidecar::SidecarOptions {
-        policy_yaml: common::policy(
+    let sidecar =
+        palisade_tests::sidecar::Sidecar::start(palisade_tests::sidecar::SidecarOptions {
+            policy_yaml: common::policy(
+                port,
+                "127.0.0.1",
+                pg.port,
+                "    tls: {mode: Disable}",
+                "  limits: {maxStatementBytes: 33554432}",
+            ),
             port,
-            "127.0.0.1",
-            pg.port,
-            "    tls: {mode: Disable}",
-            "  limits: {maxStatementBytes: 33554432}",
-        ),
-        port,
-        ..Default::default()
-    })
-    .unwrap();
+            ..Default::default()
+        })
+        .unwrap();
     let client = connect(&sidecar.conn_str(SUPERUSER, None, &database))
         .await
         .unwrap();

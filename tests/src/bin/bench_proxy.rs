@@ -1,15 +1,16 @@
 //! `bench-proxy`: pgbench through the sidecar, against PostgreSQL directly
-//! and through PgBouncer, on one throwaway cluster.
+//! and through PgBouncer, on one throwaway cluster; with `--policy`, also
+//! through a second sidecar enforcing a real policy.
 //!
 //! Run it in release (`cargo run --release -p palisade-tests --bin
 //! bench-proxy -- --help`): the sidecar binary is built with the profile
 //! this crate was built with, and a debug sidecar says nothing about
 //! production throughput.
 //!
-//! The three targets are measured in turn within each round (direct,
-//! sidecar, PgBouncer, direct, sidecar, ...) so that drift on a shared, noisy
-//! machine hits all of them alike. Progress goes to stderr; the result table
-//! (or JSON) goes to stdout.
+//! The targets are measured in turn within each round (direct, sidecar,
+//! sidecar+policy, PgBouncer, direct, sidecar, ...) so that drift on a
+//! shared, noisy machine hits all of them alike. Progress goes to stderr; the
+//! result table (or JSON) goes to stdout.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
@@ -22,12 +23,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, ValueEnum, value_parser};
+use palisade_policy::decision::{Action, Identity, RuleSet, SearchPath};
+use palisade_policy::decision_cache::Engine;
+use palisade_policy::{parse_manifests, render_all};
 use palisade_tests::free_port;
 use palisade_tests::pg::{PgCluster, SUPERUSER};
 use palisade_tests::sidecar::{Sidecar, SidecarOptions};
 use serde_json::{Value, json};
 
-/// The policy used without `--policy`: a plain pass-through to the cluster.
+/// The sidecar target's policy: no rules, a plain pass-through to the
+/// cluster (statements are still parsed and decided).
 const MINIMAL_POLICY: &str = "\
 apiVersion: palisade.dev/v1alpha1
 kind: DatabasePolicy
@@ -36,6 +41,20 @@ spec:
   listen: {port: ${LISTEN_PORT}}
   database: {host: 127.0.0.1, port: ${PG_PORT}, tls: {mode: Disable}}
 ";
+
+/// What pgbench and this driver send through a sidecar in a select-only
+/// run: `-M simple`, `-M extended`/`prepared`, pgbench's scale check, and
+/// the readiness query. A `--policy` must allow them all.
+const SENT_STATEMENTS: [&str; 4] = [
+    "SELECT abalance FROM pgbench_accounts WHERE aid = 1;",
+    "SELECT abalance FROM pgbench_accounts WHERE aid = $1;",
+    "select count(*) from pgbench_branches",
+    "SELECT 1",
+];
+
+/// The client count whose sidecar+policy / sidecar ratio gets a summary
+/// line (the largest one run stands in when it wasn't).
+const SUMMARY_CLIENTS: u32 = 8;
 
 /// PgBouncer's `default_pool_size`; in session mode a client beyond it waits
 /// for a server connection that a `-T` run never gives back, so client
@@ -55,17 +74,20 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// Benchmark the palisade sidecar against direct PostgreSQL and PgBouncer.
 ///
 /// Starts a throwaway PostgreSQL cluster and fills it with `pgbench -i -s
-/// SCALE`, then starts the sidecar and PgBouncer (session pooling) in front
-/// of it, and runs pgbench's select-only script (`-S`) for every query mode
-/// and client count against all three targets, interleaved within each
-/// round. Reports per cell the median TPS over rounds and p50/p99 latency
-/// over all transactions of all rounds (from pgbench's per-transaction log),
-/// the latency the sidecar adds at 1 client, and the sidecar's memory use.
+/// SCALE`, then starts the sidecar (with a policy without rules) and
+/// PgBouncer (session pooling) in front of it, and runs pgbench's
+/// select-only script (`-S`) for every query mode and client count against
+/// all targets, interleaved within each round. With --policy a second
+/// sidecar enforcing that policy is a fourth target, "sidecar+policy", and
+/// its TPS is compared with the first sidecar's. Reports per cell the median
+/// TPS over rounds and p50/p99 latency over all transactions of all rounds
+/// (from pgbench's per-transaction log), the latency the sidecar adds at 1
+/// client, and the sidecars' memory use.
 ///
 /// Everything runs in temporary directories and is stopped and removed on
 /// exit, on error and on Ctrl-C. PgBouncer is optional: without it
-/// (/usr/sbin/pgbouncer or `pgbouncer` on PATH) only the other two targets
-/// run. Progress goes to stderr, results to stdout.
+/// (/usr/sbin/pgbouncer or `pgbouncer` on PATH) the other targets run
+/// without it. Progress goes to stderr, results to stdout.
 #[derive(Parser, Debug)]
 #[command(name = "bench-proxy", version)]
 struct Args {
@@ -113,9 +135,12 @@ struct Args {
           value_parser = value_parser!(u64).range(0..=600))]
     warmup: u64,
 
-    /// Sidecar policy YAML to use instead of the built-in pass-through one.
-    /// The literal strings ${LISTEN_PORT} (required) and ${PG_PORT} in it are
-    /// replaced with the sidecar's listen port and the cluster's port.
+    /// Adds a fourth target, sidecar+policy: a second sidecar enforcing this
+    /// DatabasePolicy YAML (e.g. tests/bench/policy-20-rules.yaml), compared
+    /// with the first, whose policy has no rules. The literal strings
+    /// ${LISTEN_PORT} (required) and ${PG_PORT} in it are replaced with that
+    /// sidecar's listen port and the cluster's port. It must allow what
+    /// pgbench -S sends, which is checked before anything starts.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
 
@@ -164,16 +189,25 @@ enum Output {
 enum Target {
     Direct,
     Sidecar,
+    /// The second sidecar, enforcing `--policy`.
+    SidecarPolicy,
     PgBouncer,
 }
 
 impl Target {
-    const ALL: [Target; 3] = [Target::Direct, Target::Sidecar, Target::PgBouncer];
+    /// In the order they run within a round.
+    const ALL: [Target; 4] = [
+        Target::Direct,
+        Target::Sidecar,
+        Target::SidecarPolicy,
+        Target::PgBouncer,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Target::Direct => "direct",
             Target::Sidecar => "sidecar",
+            Target::SidecarPolicy => "sidecar-policy",
             Target::PgBouncer => "pgbouncer",
         }
     }
@@ -182,6 +216,7 @@ impl Target {
         match self {
             Target::Direct => "direct",
             Target::Sidecar => "sidecar",
+            Target::SidecarPolicy => "sidecar+policy",
             Target::PgBouncer => "PgBouncer",
         }
     }
@@ -265,28 +300,21 @@ struct Config {
     rounds: u32,
     scale: u32,
     warmup: u64,
-    policy_template: String,
-    policy_file: Option<PathBuf>,
+    /// `--policy`: its path, its text with placeholders, and its rule count.
+    policy: Option<PolicyFile>,
     sidecar_args: Vec<String>,
     output: Output,
 }
 
+struct PolicyFile {
+    path: PathBuf,
+    template: String,
+    rules: usize,
+}
+
 impl Config {
     fn from_args(args: Args) -> Result<Config> {
-        let policy_template = match &args.policy {
-            Some(path) => {
-                let text = fs::read_to_string(path)
-                    .with_context(|| format!("--policy {}", path.display()))?;
-                if !text.contains("${LISTEN_PORT}") {
-                    bail!(
-                        "--policy {}: no ${{LISTEN_PORT}} in it, so the sidecar's port is unknown",
-                        path.display()
-                    );
-                }
-                text
-            }
-            None => MINIMAL_POLICY.to_owned(),
-        };
+        let policy = args.policy.map(PolicyFile::load).transpose()?;
         let mut sidecar_args = args.sidecar_args;
         if !sidecar_args
             .iter()
@@ -301,8 +329,7 @@ impl Config {
             rounds: args.rounds,
             scale: args.scale,
             warmup: args.warmup,
-            policy_template,
-            policy_file: args.policy,
+            policy,
             sidecar_args,
             output: args.output,
         })
@@ -312,6 +339,57 @@ impl Config {
     fn sampled_clients(&self) -> u32 {
         self.clients.iter().copied().max().unwrap_or(1)
     }
+}
+
+impl PolicyFile {
+    /// Reads `--policy` and checks, before the slow setup starts, that it is
+    /// one valid DatabasePolicy that lets pgbench's statements through (as
+    /// the superuser pgbench connects as; a `--service-account` given with
+    /// --sidecar-arg is not taken into account).
+    fn load(path: PathBuf) -> Result<PolicyFile> {
+        let shown = format!("--policy {}", path.display());
+        let template = fs::read_to_string(&path).with_context(|| shown.clone())?;
+        if !template.contains("${LISTEN_PORT}") {
+            bail!("{shown}: no ${{LISTEN_PORT}} in it, so the sidecar's port is unknown");
+        }
+        let text = fill_policy(&template, 6432, 5432);
+        let origin = path.display().to_string();
+        let manifests = parse_manifests(&origin, &text).with_context(|| shown.clone())?;
+        let rendered = render_all(&origin, &manifests).with_context(|| shown.clone())?;
+        let [policy] = &rendered[..] else {
+            bail!(
+                "{shown}: {} DatabasePolicies in it, expected one",
+                rendered.len()
+            );
+        };
+        let engine = Engine::new(RuleSet::new(policy));
+        let superuser = Identity {
+            db_user: SUPERUSER.to_owned(),
+            ..Identity::default()
+        };
+        for sql in SENT_STATEMENTS {
+            let d = engine.decide_uncached(&superuser, &SearchPath::default(), sql);
+            if d.action != Action::Allow {
+                bail!(
+                    "{shown}: it does not allow {sql:?}, which pgbench -S sends ({:?}, {:?})",
+                    d.action,
+                    d.reason
+                );
+            }
+        }
+        Ok(PolicyFile {
+            rules: policy.spec.rules.len(),
+            path,
+            template,
+        })
+    }
+}
+
+/// A policy template with its placeholders filled in.
+fn fill_policy(template: &str, listen_port: u16, pg_port: u16) -> String {
+    template
+        .replace("${LISTEN_PORT}", &listen_port.to_string())
+        .replace("${PG_PORT}", &pg_port.to_string())
 }
 
 fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
@@ -369,7 +447,9 @@ struct Report {
     cells: Vec<Cell>,
     pgbouncer_ran: bool,
     pgbouncer_note: Option<String>,
+    /// The sidecar's, then (with --policy) the sidecar+policy's.
     rss: Rss,
+    policy_rss: Option<Rss>,
     machine: Machine,
     errors: Vec<String>,
     config: ConfigSummary,
@@ -381,7 +461,8 @@ struct ConfigSummary {
     scale: u32,
     warmup: u64,
     sampled_clients: u32,
-    policy: Option<PathBuf>,
+    /// `--policy` and its rule count.
+    policy: Option<(PathBuf, usize)>,
     sidecar_args: Vec<String>,
 }
 
@@ -389,7 +470,7 @@ struct Cell {
     mode: Mode,
     clients: u32,
     /// Indexed by [`Target::index`].
-    targets: [Runs; 3],
+    targets: [Runs; 4],
 }
 
 /// One target's measured runs in one cell.
@@ -493,36 +574,31 @@ fn run(config: &Config) -> Result<Report> {
     check_interrupted()?;
 
     eprintln!("bench-proxy: starting the sidecar (cargo builds it first if needed)");
-    let listen_port = free_port();
-    let policy_yaml = config
-        .policy_template
-        .replace("${LISTEN_PORT}", &listen_port.to_string())
-        .replace("${PG_PORT}", &pg.port.to_string());
-    if config.policy_file.is_some() && !config.policy_template.contains("${PG_PORT}") {
-        eprintln!(
-            "bench-proxy: note: the policy has no ${{PG_PORT}}; it must point at the throwaway cluster some other way"
-        );
-    }
     if std::env::var_os("RUST_LOG").is_some_and(|v| !v.is_empty()) {
         eprintln!(
             "bench-proxy: note: RUST_LOG is set, so the sidecar logs by it rather than by --log-level"
         );
     }
-    let mut sidecar = Sidecar::start(SidecarOptions {
-        policy_yaml,
-        port: listen_port,
-        extra_args: config.sidecar_args.clone(),
-        ..Default::default()
-    })
-    .context("start the sidecar")?;
-    pg.psql_with(&sidecar.conn_str(SUPERUSER, None, "postgres"), "SELECT 1")
-        .with_context(|| {
-            format!(
-                "query through the sidecar; sidecar log:\n{}",
-                log_excerpt(&sidecar.logs())
-            )
-        })?;
+    let mut sidecar = start_sidecar(&pg, MINIMAL_POLICY, config, Target::Sidecar)?;
     check_interrupted()?;
+    let mut policy_sidecar = match &config.policy {
+        Some(policy) => {
+            eprintln!(
+                "bench-proxy: starting the sidecar+policy ({}, {} rules)",
+                policy.path.display(),
+                policy.rules
+            );
+            if !policy.template.contains("${PG_PORT}") {
+                eprintln!(
+                    "bench-proxy: note: the policy has no ${{PG_PORT}}; it must point at the throwaway cluster some other way"
+                );
+            }
+            let started = start_sidecar(&pg, &policy.template, config, Target::SidecarPolicy)?;
+            check_interrupted()?;
+            Some(started)
+        }
+        None => None,
+    };
 
     let mut pgbouncer_note = None;
     let mut bouncer = match &bouncer_binary {
@@ -534,7 +610,7 @@ fn run(config: &Config) -> Result<Report> {
             Some(bouncer)
         }
         None => {
-            let note = "PgBouncer not found (no /usr/sbin/pgbouncer, none on PATH; Debian package `pgbouncer`): running direct and sidecar only".to_owned();
+            let note = "PgBouncer not found (no /usr/sbin/pgbouncer, none on PATH; Debian package `pgbouncer`): running without it".to_owned();
             eprintln!("bench-proxy: {note}");
             pgbouncer_note = Some(note);
             None
@@ -542,18 +618,31 @@ fn run(config: &Config) -> Result<Report> {
     };
     let targets: Vec<Target> = Target::ALL
         .into_iter()
-        .filter(|t| *t != Target::PgBouncer || bouncer.is_some())
+        .filter(|t| match t {
+            Target::Direct | Target::Sidecar => true,
+            Target::SidecarPolicy => policy_sidecar.is_some(),
+            Target::PgBouncer => bouncer.is_some(),
+        })
         .collect();
-    let port_of = |t: Target, sidecar: &Sidecar, bouncer: &Option<PgBouncer>| match t {
-        Target::Direct => pg.port,
-        Target::Sidecar => sidecar.port,
-        Target::PgBouncer => bouncer.as_ref().map_or(0, |b| b.port),
+    let ports = (
+        pg.port,
+        sidecar.port,
+        policy_sidecar.as_ref().map_or(0, |s| s.port),
+        bouncer.as_ref().map_or(0, |b| b.port),
+    );
+    let port_of = |t: Target| match t {
+        Target::Direct => ports.0,
+        Target::Sidecar => ports.1,
+        Target::SidecarPolicy => ports.2,
+        Target::PgBouncer => ports.3,
     };
 
-    let mut rss = Rss {
-        idle_mib: proc_status_mib(sidecar.pid(), "VmRSS"),
+    let idle = |s: &Sidecar| Rss {
+        idle_mib: proc_status_mib(s.pid(), "VmRSS"),
         ..Rss::default()
     };
+    let mut rss = idle(&sidecar);
+    let mut policy_rss = policy_sidecar.as_ref().map(idle);
 
     if config.warmup > 0 {
         for &target in &targets {
@@ -563,7 +652,7 @@ fn run(config: &Config) -> Result<Report> {
                 config.warmup,
                 target.label()
             );
-            let port = port_of(target, &sidecar, &bouncer);
+            let port = port_of(target);
             let out = run_polled(
                 pgbench(&pg, port)
                     .args(["-S", "-M", "simple", "-c", "2", "-j", "2", "-n"])
@@ -613,12 +702,25 @@ fn run(config: &Config) -> Result<Report> {
                     check_interrupted()?;
                     done += 1;
                     let tag = format!("{}-{}-{clients}-{round}", target.name(), mode.name());
-                    let port = port_of(target, &sidecar, &bouncer);
-                    let sample = target == Target::Sidecar && clients == sampled_clients;
-                    let pid = sidecar.pid();
+                    let port = port_of(target);
+                    // The sidecar under test, if any, and where its RSS samples go.
+                    let (pid, mut rss_slot) = match target {
+                        Target::Sidecar => (Some(sidecar.pid()), Some(&mut rss)),
+                        Target::SidecarPolicy => (
+                            policy_sidecar.as_ref().map(Sidecar::pid),
+                            policy_rss.as_mut(),
+                        ),
+                        Target::Direct | Target::PgBouncer => (None, None),
+                    };
+                    if clients != sampled_clients {
+                        rss_slot = None;
+                    }
                     let mut last_sample: Option<Instant> = None;
                     let mut tick = || {
-                        if !sample || last_sample.is_some_and(|t| t.elapsed() < RSS_SAMPLE_EVERY) {
+                        let (Some(pid), Some(rss)) = (pid, rss_slot.as_deref_mut()) else {
+                            return;
+                        };
+                        if last_sample.is_some_and(|t| t.elapsed() < RSS_SAMPLE_EVERY) {
                             return;
                         }
                         last_sample = Some(Instant::now());
@@ -639,7 +741,7 @@ fn run(config: &Config) -> Result<Report> {
                         &mut tick,
                     );
                     let progress = format!(
-                        "[{done:>3}/{}] {:<8} c={clients:<3} round {round}/{} {:<9}",
+                        "[{done:>3}/{}] {:<8} c={clients:<3} round {round}/{} {:<14}",
                         total_runs * targets.len(),
                         mode.name(),
                         config.rounds,
@@ -666,11 +768,18 @@ fn run(config: &Config) -> Result<Report> {
                         }
                     }
                     // A dead proxy would fail every later run the same way.
-                    if let Some(status) = sidecar.wait_exit(Duration::ZERO) {
-                        bail!(
-                            "the sidecar exited ({status}); log:\n{}",
-                            log_excerpt(&sidecar.logs())
-                        );
+                    for (s, what) in [
+                        (Some(&mut sidecar), "sidecar"),
+                        (policy_sidecar.as_mut(), "sidecar+policy"),
+                    ] {
+                        if let Some(s) = s
+                            && let Some(status) = s.wait_exit(Duration::ZERO)
+                        {
+                            bail!(
+                                "the {what} exited ({status}); log:\n{}",
+                                log_excerpt(&s.logs())
+                            );
+                        }
                     }
                     if let Some(b) = &mut bouncer {
                         b.check_alive()?;
@@ -681,12 +790,16 @@ fn run(config: &Config) -> Result<Report> {
         }
     }
     rss.peak_hwm_mib = proc_status_mib(sidecar.pid(), "VmHWM");
+    if let (Some(rss), Some(s)) = (&mut policy_rss, &policy_sidecar) {
+        rss.peak_hwm_mib = proc_status_mib(s.pid(), "VmHWM");
+    }
 
     Ok(Report {
         cells,
         pgbouncer_ran: bouncer.is_some(),
         pgbouncer_note,
         rss,
+        policy_rss,
         machine: Machine::describe(&pg, bouncer_binary.as_deref()),
         errors,
         config: ConfigSummary {
@@ -695,10 +808,36 @@ fn run(config: &Config) -> Result<Report> {
             scale: config.scale,
             warmup: config.warmup,
             sampled_clients,
-            policy: config.policy_file.clone(),
+            policy: config.policy.as_ref().map(|p| (p.path.clone(), p.rules)),
             sidecar_args: config.sidecar_args.clone(),
         },
     })
+}
+
+/// A sidecar with `template` as its policy, checked with one query.
+fn start_sidecar(
+    pg: &PgCluster,
+    template: &str,
+    config: &Config,
+    target: Target,
+) -> Result<Sidecar> {
+    let what = target.label();
+    let port = free_port();
+    let sidecar = Sidecar::start(SidecarOptions {
+        policy_yaml: fill_policy(template, port, pg.port),
+        port,
+        extra_args: config.sidecar_args.clone(),
+        ..Default::default()
+    })
+    .with_context(|| format!("start the {what}"))?;
+    pg.psql_with(&sidecar.conn_str(SUPERUSER, None, "postgres"), "SELECT 1")
+        .with_context(|| {
+            format!(
+                "query through the {what}; its log:\n{}",
+                log_excerpt(&sidecar.logs())
+            )
+        })?;
+    Ok(sidecar)
 }
 
 fn conn_str(port: u16) -> String {
@@ -1201,31 +1340,71 @@ impl Machine {
 }
 
 impl Report {
-    fn summaries(&self, cell: &Cell) -> [Option<Summary>; 3] {
+    /// Indexed like [`Target::ALL`].
+    fn summaries(&self, cell: &Cell) -> [Option<Summary>; 4] {
         Target::ALL.map(|t| cell.targets[t.index()].summary())
     }
 
-    /// sidecar p50 − direct p50 at 1 client, per mode.
-    fn added_p50_at_1(&self) -> Vec<(Mode, i64, Option<i64>)> {
+    /// Whether the sidecar+policy target ran.
+    fn policy_ran(&self) -> bool {
+        self.config.policy.is_some()
+    }
+
+    /// Per mode, at 1 client: sidecar p50 − direct p50, and the same for
+    /// sidecar+policy and PgBouncer.
+    fn added_p50_at_1(&self) -> Vec<AddedP50> {
         self.cells
             .iter()
             .filter(|c| c.clients == 1)
             .filter_map(|cell| {
-                let [direct, sidecar, bouncer] = self.summaries(cell);
+                let [direct, sidecar, policy, bouncer] = self.summaries(cell);
                 let direct = direct?.p50_us as i64;
-                let sidecar = sidecar?.p50_us as i64;
-                let bouncer = bouncer.map(|b| b.p50_us as i64 - direct);
-                Some((cell.mode, sidecar - direct, bouncer))
+                let added = |s: Option<Summary>| s.map(|s| s.p50_us as i64 - direct);
+                Some(AddedP50 {
+                    mode: cell.mode,
+                    sidecar: added(sidecar)?,
+                    policy: added(policy),
+                    bouncer: added(bouncer),
+                })
+            })
+            .collect()
+    }
+
+    /// The client count of the sidecar+policy / sidecar summary line:
+    /// [`SUMMARY_CLIENTS`] if it ran, else the largest count.
+    fn summary_clients(&self) -> u32 {
+        if self.cells.iter().any(|c| c.clients == SUMMARY_CLIENTS) {
+            SUMMARY_CLIENTS
+        } else {
+            self.config.sampled_clients
+        }
+    }
+
+    /// sidecar+policy TPS / sidecar TPS per mode at [`Self::summary_clients`].
+    fn policy_ratios(&self) -> Vec<(Mode, Option<f64>)> {
+        let clients = self.summary_clients();
+        self.cells
+            .iter()
+            .filter(|c| c.clients == clients)
+            .map(|cell| {
+                let [_, sidecar, policy, _] = self.summaries(cell);
+                (cell.mode, tps_ratio(&policy, &sidecar))
             })
             .collect()
     }
 
     fn table(&self) -> String {
         let mut headers = vec!["mode", "clients", "direct TPS", "sidecar TPS"];
+        if self.policy_ran() {
+            headers.push("sidecar+policy TPS");
+        }
         if self.pgbouncer_ran {
             headers.push("PgBouncer TPS");
         }
         headers.push("sidecar/direct");
+        if self.policy_ran() {
+            headers.push("sidecar+policy/sidecar");
+        }
         if self.pgbouncer_ran {
             headers.push("sidecar/PgBouncer");
         }
@@ -1242,27 +1421,30 @@ impl Report {
             s.as_ref()
                 .map_or_else(dash, |s| format!("{} / {}", s.p50_us, s.p99_us))
         };
-        let ratio = |a: &Option<Summary>, b: &Option<Summary>| match (a, b) {
-            (Some(a), Some(b)) if b.tps_median > 0.0 => {
-                format!("{:.2}", a.tps_median / b.tps_median)
-            }
-            _ => dash(),
+        let ratio = |a: &Option<Summary>, b: &Option<Summary>| {
+            tps_ratio(a, b).map_or_else(dash, |r| format!("{r:.2}"))
         };
         let rows: Vec<Vec<String>> = self
             .cells
             .iter()
             .map(|cell| {
-                let [direct, sidecar, bouncer] = self.summaries(cell);
+                let [direct, sidecar, policy, bouncer] = self.summaries(cell);
                 let mut row = vec![
                     cell.mode.name().to_owned(),
                     cell.clients.to_string(),
                     tps(&direct),
                     tps(&sidecar),
                 ];
+                if self.policy_ran() {
+                    row.push(tps(&policy));
+                }
                 if self.pgbouncer_ran {
                     row.push(tps(&bouncer));
                 }
                 row.push(ratio(&sidecar, &direct));
+                if self.policy_ran() {
+                    row.push(ratio(&policy, &sidecar));
+                }
                 if self.pgbouncer_ran {
                     row.push(ratio(&sidecar, &bouncer));
                 }
@@ -1285,7 +1467,10 @@ impl Report {
             c.sidecar_args.join(" "),
             c.policy
                 .as_ref()
-                .map(|p| format!("; policy {}", p.display()))
+                .map(|(path, rules)| format!(
+                    "; sidecar+policy: {} ({rules} rules), sidecar: no rules",
+                    path.display()
+                ))
                 .unwrap_or_default(),
         );
         out.push_str(&markdown_table(&headers, &right, &rows));
@@ -1294,14 +1479,37 @@ impl Report {
             out.push_str(note);
             out.push('\n');
         }
+        if self.policy_ran() {
+            let ratios = self.policy_ratios();
+            let parts: Vec<String> = ratios
+                .iter()
+                .map(|(mode, r)| match r {
+                    Some(r) => format!("{} {r:.2}", mode.name()),
+                    None => format!("{} —", mode.name()),
+                })
+                .collect();
+            let clients = self.summary_clients();
+            if !parts.is_empty() {
+                out.push_str(&format!(
+                    "sidecar+policy / sidecar TPS at {clients} client{}: {}\n",
+                    if clients == 1 { "" } else { "s" },
+                    parts.join(", ")
+                ));
+            }
+        }
         let added = self.added_p50_at_1();
         if !added.is_empty() {
             let parts: Vec<String> = added
                 .iter()
-                .map(|(mode, sidecar, bouncer)| {
-                    let mut s = format!("{} {sidecar:+} µs", mode.name());
-                    if let Some(b) = bouncer {
-                        s.push_str(&format!(" (PgBouncer {b:+} µs)"));
+                .map(|a| {
+                    let mut s = format!("{} {:+} µs", a.mode.name(), a.sidecar);
+                    let others: Vec<String> =
+                        [("sidecar+policy", a.policy), ("PgBouncer", a.bouncer)]
+                            .into_iter()
+                            .filter_map(|(name, v)| v.map(|v| format!("{name} {v:+} µs")))
+                            .collect();
+                    if !others.is_empty() {
+                        s.push_str(&format!(" ({})", others.join(", ")));
                     }
                     s
                 })
@@ -1312,15 +1520,19 @@ impl Report {
             ));
         }
         let mib = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1} MiB"));
-        out.push_str(&format!(
-            "sidecar RSS: idle {}, max sampled during {}-client runs {} ({} samples every {} ms), peak (VmHWM) {}\n",
-            mib(self.rss.idle_mib),
-            c.sampled_clients,
-            mib(self.rss.max_sampled_mib),
-            self.rss.samples,
-            RSS_SAMPLE_EVERY.as_millis(),
-            mib(self.rss.peak_hwm_mib),
-        ));
+        let rss_lines = std::iter::once(("sidecar", &self.rss))
+            .chain(self.policy_rss.as_ref().map(|r| ("sidecar+policy", r)));
+        for (what, rss) in rss_lines {
+            out.push_str(&format!(
+                "{what} RSS: idle {}, max sampled during {}-client runs {} ({} samples every {} ms), peak (VmHWM) {}\n",
+                mib(rss.idle_mib),
+                c.sampled_clients,
+                mib(rss.max_sampled_mib),
+                rss.samples,
+                RSS_SAMPLE_EVERY.as_millis(),
+                mib(rss.peak_hwm_mib),
+            ));
+        }
         out.push_str(&format!("machine: {}\n", self.machine.line()));
         if !self.errors.is_empty() {
             out.push_str(&format!("failed runs ({}):\n", self.errors.len()));
@@ -1342,16 +1554,16 @@ impl Report {
             }),
             None => Value::Null,
         };
-        let ratio = |a: &Option<Summary>, b: &Option<Summary>| match (a, b) {
-            (Some(a), Some(b)) if b.tps_median > 0.0 => json!(round4(a.tps_median / b.tps_median)),
-            _ => Value::Null,
+        let ratio = |a: &Option<Summary>, b: &Option<Summary>| {
+            tps_ratio(a, b).map_or(Value::Null, |r| json!(round4(r)))
         };
         let cells: Vec<Value> = self
             .cells
             .iter()
             .map(|cell| {
-                let [direct, sidecar, bouncer] = self.summaries(cell);
-                json!({
+                let [direct, sidecar, policy, bouncer] = self.summaries(cell);
+                let policy_vs_sidecar = ratio(&policy, &sidecar);
+                let mut v = json!({
                     "mode": cell.mode.name(),
                     "clients": cell.clients,
                     "sidecar_vs_direct": ratio(&sidecar, &direct),
@@ -1359,36 +1571,46 @@ impl Report {
                     "direct": summary(direct),
                     "sidecar": summary(sidecar),
                     "pgbouncer": summary(bouncer),
-                })
+                });
+                if self.policy_ran() {
+                    v["sidecar_policy_vs_sidecar"] = policy_vs_sidecar;
+                    v["sidecar_policy"] = summary(policy);
+                }
+                v
             })
             .collect();
-        let added: serde_json::Map<String, Value> = self
-            .added_p50_at_1()
-            .into_iter()
-            .map(|(mode, sidecar, _)| (mode.name().to_owned(), json!(sidecar)))
-            .collect();
+        let added = self.added_p50_at_1();
+        let added_by = |f: fn(&AddedP50) -> Option<i64>| -> serde_json::Map<String, Value> {
+            added
+                .iter()
+                .filter_map(|a| Some((a.mode.name().to_owned(), json!(f(a)?))))
+                .collect()
+        };
+        let rss = |r: &Rss| {
+            json!({
+                "idle": r.idle_mib.map(round2),
+                "max_sampled": r.max_sampled_mib.map(round2),
+                "sampled_clients": self.config.sampled_clients,
+                "samples": r.samples,
+                "sample_interval_ms": RSS_SAMPLE_EVERY.as_millis() as u64,
+                "peak_hwm": r.peak_hwm_mib.map(round2),
+            })
+        };
         let c = &self.config;
-        json!({
+        let mut doc = json!({
             "config": {
                 "scale": c.scale,
                 "duration_s": c.duration,
                 "rounds": c.rounds,
                 "warmup_s": c.warmup,
-                "policy": c.policy.as_ref().map(|p| p.display().to_string()),
+                "policy": c.policy.as_ref().map(|(p, _)| p.display().to_string()),
                 "sidecar_args": c.sidecar_args,
                 "pgbouncer": self.pgbouncer_ran,
                 "pgbouncer_note": self.pgbouncer_note,
             },
             "results": cells,
-            "added_p50_us_at_1_client": added,
-            "sidecar_rss_mib": {
-                "idle": self.rss.idle_mib.map(round2),
-                "max_sampled": self.rss.max_sampled_mib.map(round2),
-                "sampled_clients": c.sampled_clients,
-                "samples": self.rss.samples,
-                "sample_interval_ms": RSS_SAMPLE_EVERY.as_millis() as u64,
-                "peak_hwm": self.rss.peak_hwm_mib.map(round2),
-            },
+            "added_p50_us_at_1_client": added_by(|a| Some(a.sidecar)),
+            "sidecar_rss_mib": rss(&self.rss),
             "machine": {
                 "nproc": self.machine.nproc,
                 "cpu": self.machine.cpu,
@@ -1397,7 +1619,37 @@ impl Report {
                 "pgbouncer": self.machine.pgbouncer,
             },
             "errors": self.errors,
-        })
+        });
+        if self.policy_ran() {
+            let ratios: serde_json::Map<String, Value> = self
+                .policy_ratios()
+                .into_iter()
+                .map(|(mode, r)| (mode.name().to_owned(), json!(r.map(round4))))
+                .collect();
+            doc["sidecar_policy"] = json!({
+                "rules": c.policy.as_ref().map(|(_, rules)| *rules),
+                "tps_vs_sidecar": {"clients": self.summary_clients(), "by_mode": ratios},
+                "added_p50_us_at_1_client": added_by(|a| a.policy),
+                "rss_mib": self.policy_rss.as_ref().map(rss),
+            });
+        }
+        doc
+    }
+}
+
+/// One mode's p50 latency at 1 client minus direct's, in µs.
+struct AddedP50 {
+    mode: Mode,
+    sidecar: i64,
+    policy: Option<i64>,
+    bouncer: Option<i64>,
+}
+
+/// `a`'s median TPS over `b`'s, when both ran.
+fn tps_ratio(a: &Option<Summary>, b: &Option<Summary>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b.tps_median > 0.0 => Some(a.tps_median / b.tps_median),
+        _ => None,
     }
 }
 
@@ -1579,6 +1831,33 @@ mod tests {
             ),
             "error: bad [possible values: a, b]"
         );
+    }
+
+    #[test]
+    fn policy_files_are_checked_up_front() {
+        let bench = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/policy-20-rules.yaml");
+        let args = Args::try_parse_from(["bench-proxy", "--policy", bench]).unwrap();
+        let config = Config::from_args(args).unwrap();
+        assert_eq!(config.policy.as_ref().map(|p| p.rules), Some(20));
+
+        let dir = tempfile::tempdir().unwrap();
+        let check = |name: &str, yaml: String| {
+            let path = dir.path().join(name);
+            fs::write(&path, yaml).unwrap();
+            let argv: [std::ffi::OsString; 3] =
+                ["bench-proxy".into(), "--policy".into(), path.into()];
+            let args = Args::try_parse_from(argv).unwrap();
+            Config::from_args(args).map(|_| ()).unwrap_err().to_string()
+        };
+        let denying = MINIMAL_POLICY.replace(
+            "spec:\n",
+            "spec:\n  rules:\n  - {name: no-bench, match: {tables: [\"*.pgbench_accounts\"]}, action: Deny}\n",
+        );
+        assert!(check("deny.yaml", denying).contains("does not allow"));
+        let portless = MINIMAL_POLICY.replace("${LISTEN_PORT}", "6432");
+        assert!(check("portless.yaml", portless).contains("no ${LISTEN_PORT}"));
+        let invalid = MINIMAL_POLICY.replace("database:", "databse:");
+        check("invalid.yaml", invalid);
     }
 
     #[test]
