@@ -6,6 +6,7 @@
 pub mod analysis;
 pub mod decision;
 pub mod decision_cache;
+pub mod duration;
 mod error;
 pub mod glob;
 pub mod manifest;
@@ -14,6 +15,7 @@ pub mod model;
 pub mod render;
 pub mod selector;
 pub mod shape;
+mod validate;
 
 pub use error::PolicyError;
 pub use manifest::{Manifest, ObjectMeta, load_manifests, parse_manifests};

@@ -11,6 +11,7 @@ use crate::PolicyError;
 use crate::manifest::{Manifest, ObjectMeta};
 use crate::masking::MaskingRuleSpec;
 use crate::model::DatabasePolicySpec;
+use crate::validate::validate_policy;
 
 /// Version of the rendered document's layout; a sidecar refuses formats it does not know.
 pub const RENDERED_FORMAT: u32 = 1;
@@ -103,7 +104,7 @@ impl RenderedPolicy {
                 doc.policy_hash
             )));
         }
-        validate(origin, &doc.namespace, &doc.name, &doc.spec)?;
+        validate_policy(origin, &doc.namespace, &doc.name, &doc.spec)?;
         Ok(doc)
     }
 }
@@ -150,7 +151,7 @@ pub fn render_all(
         let Manifest::DatabasePolicy { metadata, spec } = m else {
             continue;
         };
-        validate(origin, &metadata.namespace, &metadata.name, spec)?;
+        validate_policy(origin, &metadata.namespace, &metadata.name, spec)?;
         let masking = selected_masking_rules(metadata, manifests);
         out.push(RenderedPolicy::new(
             &metadata.namespace,
@@ -180,47 +181,6 @@ fn selected_masking_rules(policy: &ObjectMeta, manifests: &[Manifest]) -> Vec<Se
         .collect();
     rules.sort_by(|a, b| a.name.cmp(&b.name));
     rules
-}
-
-/// Checks what the types alone cannot say, naming the field at fault.
-fn validate(
-    origin: &str,
-    namespace: &str,
-    name: &str,
-    spec: &DatabasePolicySpec,
-) -> Result<(), PolicyError> {
-    let invalid = |field: &str, message: String| PolicyError::Invalid {
-        origin: origin.to_string(),
-        kind: "DatabasePolicy".to_string(),
-        name: format!("{namespace}/{name}"),
-        field: field.to_string(),
-        message,
-    };
-    if spec.database.host.trim().is_empty() {
-        return Err(invalid("spec.database.host", "must not be empty".into()));
-    }
-    if spec.database.port == 0 {
-        return Err(invalid("spec.database.port", "must be 1-65535".into()));
-    }
-    if spec.listen.port == 0 {
-        return Err(invalid("spec.listen.port", "must be 1-65535".into()));
-    }
-    let mut names = BTreeSet::new();
-    for (i, rule) in spec.rules.iter().enumerate() {
-        if rule.name.trim().is_empty() {
-            return Err(invalid(
-                &format!("spec.rules[{i}].name"),
-                "must not be empty".into(),
-            ));
-        }
-        if !names.insert(rule.name.as_str()) {
-            return Err(invalid(
-                &format!("spec.rules[{i}].name"),
-                format!("duplicate rule name {:?}", rule.name),
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

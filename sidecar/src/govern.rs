@@ -38,6 +38,8 @@ pub struct Governance {
     denials: HashMap<u32, Bytes>,
     next_denial: u32,
     rows: u64,
+    /// `limits.maxRowsPerStatement` of the policy in force (read once per statement, not per row).
+    max_rows: u64,
     row_limit: Option<Bytes>,
     cancel: Option<(Arc<Upstream>, CancelKey)>,
 }
@@ -56,6 +58,7 @@ impl Governance {
             denials: HashMap::new(),
             next_denial: 0,
             rows: 0,
+            max_rows: 0,
             row_limit: None,
             cancel,
         }
@@ -78,6 +81,7 @@ impl Governance {
             Some((p, c)) if Arc::ptr_eq(p, &current) => (current, c.clone()),
             _ => {
                 let class = current.engine.class(&self.identity, &self.path);
+                self.max_rows = current.rendered.spec.limits.max_rows_per_statement;
                 self.class = Some((current.clone(), class.clone()));
                 (current, class)
             }
@@ -272,13 +276,7 @@ impl Governance {
     pub fn on_backend_header(&mut self, tag: u8) -> Verdict {
         match tag {
             backend::DATA_ROW => {
-                let limit = self
-                    .policy
-                    .load()
-                    .rendered
-                    .spec
-                    .limits
-                    .max_rows_per_statement;
+                let limit = self.max_rows;
                 if limit == 0 {
                     return Verdict::Forward;
                 }
