@@ -380,7 +380,19 @@ if ((refused_rc == 0)); then
 fi
 note "(psql exited with status $refused_rc, as expected)"
 
-step "4. The sidecar's Prometheus metrics (http://127.0.0.1:$ADMIN_PORT/metrics)"
+step "4. Guardrails: statements the policy's rules deny never reach the database"
+note "rules no-destructive-ddl and writes-need-where (examples/quickstart/policy.yaml):"
+echo
+set +e
+app_psql shop -c "DROP TABLE customers" 2>&1
+app_psql shop -c "BEGIN; DELETE FROM orders WHERE 1=1; COMMIT" 2>&1
+set -e
+echo
+note "Both were refused; the tables are untouched and the session would have gone on:"
+app_psql shop -At -c "SELECT 'customers: ' || (SELECT count(*) FROM customers) || ', orders: ' || (SELECT count(*) FROM orders)"
+note "Check a statement offline first: cargo run -q -p palisade-operator --bin kubectl-palisade -- check -f <policy.yaml> --sql '...'"
+
+step "5. The sidecar's Prometheus metrics (http://127.0.0.1:$ADMIN_PORT/metrics)"
 metrics=
 if command -v curl >/dev/null 2>&1; then
     metrics=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" || true)
