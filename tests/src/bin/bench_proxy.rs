@@ -478,6 +478,9 @@ struct Cell {
 struct Runs {
     tps: Vec<f64>,
     latencies_us: Vec<u32>,
+    /// For a sidecar: its own CPU time (user + system) per transaction, in µs, per round.
+    /// Far steadier than TPS on a noisy machine, so it is what shows a policy's cost.
+    cpu_us_per_txn: Vec<f64>,
 }
 
 struct Summary {
@@ -730,6 +733,7 @@ fn run(config: &Config) -> Result<Report> {
                                 Some(rss.max_sampled_mib.map_or(mib, |m: f64| m.max(mib)));
                         }
                     };
+                    let cpu_before = pid.and_then(proc_cpu_ticks);
                     let result = measure(
                         &pg,
                         port,
@@ -754,6 +758,14 @@ fn run(config: &Config) -> Result<Report> {
                                 latencies.len()
                             );
                             let runs = &mut cell.targets[target.index()];
+                            if let (Some(before), Some(after)) =
+                                (cpu_before, pid.and_then(proc_cpu_ticks))
+                                && !latencies.is_empty()
+                            {
+                                let micros =
+                                    (after - before) as f64 * 1e6 / clock_ticks_per_second();
+                                runs.cpu_us_per_txn.push(micros / latencies.len() as f64);
+                            }
                             runs.tps.push(tps);
                             runs.latencies_us.append(&mut latencies);
                         }
@@ -1041,6 +1053,31 @@ fn log_excerpt(log: &str) -> String {
 }
 
 /// A field of /proc/<pid>/status given in kB (VmRSS, VmHWM), in MiB.
+/// utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/<pid>/stat).
+fn proc_cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after it follow its `)`.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `getconf CLK_TCK`; 100 on every Linux this runs on, asked rather than assumed.
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
 fn proc_status_mib(pid: u32, field: &str) -> Option<f64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|line| {
@@ -1496,6 +1533,26 @@ impl Report {
                     parts.join(", ")
                 ));
             }
+        }
+        // The sidecars' own CPU per transaction: steadier than TPS, it shows what the
+        // proxy (and its policy) cost, apart from the machine's noise.
+        for cell in &self.cells {
+            let cpu = |t: Target| {
+                let v = &cell.targets[t.index()].cpu_us_per_txn;
+                (!v.is_empty()).then(|| median(v))
+            };
+            let (Some(plain), with_policy) = (cpu(Target::Sidecar), cpu(Target::SidecarPolicy))
+            else {
+                continue;
+            };
+            let policy_part = with_policy
+                .map(|p| format!(", sidecar+policy {p:.1} µs ({:.3}×)", p / plain))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "sidecar CPU per transaction, {} c={}: sidecar {plain:.1} µs{policy_part}\n",
+                cell.mode.name(),
+                cell.clients
+            ));
         }
         let added = self.added_p50_at_1();
         if !added.is_empty() {
