@@ -41,7 +41,7 @@ fn render(files: &[PathBuf]) -> anyhow::Result<()> {
     let rendered = render_files(files)?;
     // One policy prints as its document (what policy.json holds); several as an array.
     let out = if rendered.len() == 1 {
-        rendered[0].to_json()
+        rendered[0].to_json().context("serialising")?
     } else {
         serde_json::to_string_pretty(&rendered).context("serialising")?
     };

@@ -5,9 +5,9 @@
 //! search_path changes); lookups then borrow the statement text, with no allocation.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::analysis::analyze;
+use crate::analysis::{ParseFailure, analyze};
 use crate::decision::{Decision, Identity, RuleSet, SearchPath};
 use crate::shape::shape;
 
@@ -39,7 +39,7 @@ impl Engine {
 
     /// The cache for statements run by `identity` under `path`.
     pub fn class(&self, identity: &Identity, path: &SearchPath) -> Arc<ClassCache> {
-        let mut classes = self.classes.lock().expect("class cache poisoned");
+        let mut classes = self.classes.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(c) = classes
             .iter()
             .find(|c| c.identity == *identity && c.path == *path)
@@ -61,12 +61,15 @@ impl Engine {
     /// Decides `sql` for `class`, from the cache when it can. Statements that differ only
     /// in inlined numbers share a [`shape`] and so a cache entry.
     pub fn decide(&self, class: &ClassCache, sql: &str) -> Arc<Decision> {
+        if let Some(too_long) = self.over_limit(sql.len()) {
+            return Arc::new(too_long);
+        }
         let shaped = shape(sql);
         let key = shaped.as_deref().unwrap_or(sql);
         if let Some(d) = class
             .decisions
             .lock()
-            .expect("decision cache poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(key)
         {
             return d.clone();
@@ -81,7 +84,10 @@ impl Engine {
         } else {
             sql
         };
-        let mut cache = class.decisions.lock().expect("decision cache poisoned");
+        let mut cache = class
+            .decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= MAX_STATEMENTS_PER_CLASS {
             cache.clear();
         }
@@ -89,8 +95,93 @@ impl Engine {
         decision
     }
 
+    /// Decides statement text as it came off the wire: over `limits.maxStatementBytes`,
+    /// or not UTF-8 (which the analysis cannot read), it is decided without parsing.
+    pub fn decide_bytes(&self, class: &ClassCache, sql: &[u8]) -> Arc<Decision> {
+        if let Some(too_long) = self.over_limit(sql.len()) {
+            return Arc::new(too_long);
+        }
+        match std::str::from_utf8(sql) {
+            Ok(text) => self.decide(class, text),
+            Err(_) => Arc::new(self.rules.decide(
+                &Err(ParseFailure {
+                    message: "statement text is not valid UTF-8".into(),
+                }),
+                &class.identity,
+                &class.path,
+            )),
+        }
+    }
+
     /// Decides without touching the cache (for `check` and benchmarks of the cold path).
     pub fn decide_uncached(&self, identity: &Identity, path: &SearchPath, sql: &str) -> Decision {
-        self.rules.decide(&analyze(sql), identity, path)
+        match self.over_limit(sql.len()) {
+            Some(too_long) => too_long,
+            None => self.rules.decide(&analyze(sql), identity, path),
+        }
+    }
+
+    fn over_limit(&self, bytes: usize) -> Option<Decision> {
+        (bytes as u64 > self.rules.max_statement_bytes()).then(|| self.rules.too_long(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{Action, Reason};
+    use crate::manifest::parse_manifests;
+    use crate::render::render_all;
+
+    fn engine(limits: &str) -> Engine {
+        let yaml = format!(
+            "apiVersion: palisade.dev/v1alpha1\nkind: DatabasePolicy\nmetadata: {{name: p}}\nspec:\n  database: {{host: db}}\n  limits: {limits}\n  rules:\n  - {{name: no-drop, match: {{operations: [Drop]}}, action: Deny}}\n  - {{name: need-where, match: {{operations: [Delete], withoutWhere: true}}, action: Deny}}\n"
+        );
+        let policy = &render_all("t", &parse_manifests("t", &yaml).unwrap()).unwrap()[0];
+        Engine::new(RuleSet::new(policy))
+    }
+
+    #[test]
+    fn wire_text_is_limited_and_must_be_utf8_before_any_parsing() {
+        let engine = engine("{maxStatementBytes: 20}");
+        let class = engine.class(&Identity::default(), &SearchPath::default());
+        let long = engine.decide_bytes(&class, b"SELECT 1 FROM generate_series(1, 10)");
+        assert_eq!(
+            long.reason,
+            Reason::TooLong {
+                bytes: 36,
+                limit: 20
+            }
+        );
+        assert_eq!(
+            engine
+                .decide_uncached(
+                    &Identity::default(),
+                    &SearchPath::default(),
+                    "SELECT 1 FROM generate_series(1, 10)"
+                )
+                .action,
+            Action::Deny
+        );
+        let bad = engine.decide_bytes(&class, b"SELECT '\xff'");
+        assert!(matches!(&bad.reason, Reason::ParseError { message } if message.contains("UTF-8")));
+        assert_eq!(
+            engine.decide_bytes(&class, b"SELECT 1").action,
+            Action::Allow
+        );
+    }
+
+    #[test]
+    fn inlined_numbers_share_an_entry_but_constant_comparisons_do_not() {
+        let engine = engine("{}");
+        let class = engine.class(&Identity::default(), &SearchPath::default());
+        let a = engine.decide(&class, "SELECT * FROM t WHERE id = 1");
+        let b = engine.decide(&class, "SELECT * FROM t WHERE id = 2");
+        assert!(Arc::ptr_eq(&a, &b), "one cache entry for one shape");
+        // `1 = 2` and `1 = 1` differ in whether the WHERE restricts anything: never one entry.
+        let never = engine.decide(&class, "DELETE FROM t WHERE 1 = 2");
+        let always = engine.decide(&class, "DELETE FROM t WHERE 1 = 1");
+        assert_eq!((never.action, always.action), (Action::Allow, Action::Deny));
+        assert_eq!(engine.decide(&class, "DROP TABLE t").action, Action::Deny);
     }
 }

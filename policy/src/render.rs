@@ -69,13 +69,15 @@ impl RenderedPolicy {
         unhashed.policy_hash = String::new();
         // Struct fields serialize in declaration order and maps are BTreeMaps, so the
         // JSON is canonical for a given document.
-        let bytes = serde_json::to_vec(&unhashed).expect("policy serializes");
+        // Plain structs, strings, numbers and string-keyed maps: serialising cannot fail,
+        // and an empty input would still give a (wrong, hence rejected) hash, not a panic.
+        let bytes = serde_json::to_vec(&unhashed).unwrap_or_default();
         format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
     }
 
     /// Pretty JSON, as written to `policy.json`.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("policy serializes")
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(self)
     }
 
     /// Reads a `policy.json`, refusing unknown formats and documents whose hash does not
@@ -215,7 +217,7 @@ mod tests {
     #[test]
     fn json_round_trip_checks_the_hash() {
         let doc = &render_all("t", &parse_manifests("t", POLICY).unwrap()).unwrap()[0];
-        let json = doc.to_json();
+        let json = doc.to_json().unwrap();
         assert_eq!(&RenderedPolicy::from_json("p.json", &json).unwrap(), doc);
         let tampered = json.replace("\"db\"", "\"evil\"");
         let err = RenderedPolicy::from_json("p.json", &tampered)

@@ -3,7 +3,10 @@
 //! belongs to and re-sent upstream with that backend's real key.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
+
+// A panic elsewhere cannot leave these maps half-updated (each change is one insert or
+// remove), so a poisoned lock is simply taken over.
 
 use crate::config::Upstream;
 use crate::protocol::startup::CancelKey;
@@ -22,7 +25,7 @@ pub struct CancelRegistry {
 impl CancelRegistry {
     /// Issues a fresh client-facing key for a session whose upstream backend has `key`.
     pub fn register(&self, upstream: Arc<Upstream>, key: CancelKey) -> CancelKey {
-        let mut map = self.map.lock().expect("cancel registry poisoned");
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             let ours = CancelKey {
                 // Positive like real PIDs, which some clients assume.
@@ -39,7 +42,7 @@ impl CancelRegistry {
     pub fn unregister(&self, ours: &CancelKey) {
         self.map
             .lock()
-            .expect("cancel registry poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(ours);
     }
 
@@ -47,7 +50,7 @@ impl CancelRegistry {
     pub fn lookup(&self, ours: &CancelKey) -> Option<(Arc<Upstream>, CancelKey)> {
         self.map
             .lock()
-            .expect("cancel registry poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(ours)
             .map(|t| (t.upstream.clone(), t.key))
     }

@@ -141,22 +141,7 @@ impl Governance {
 
     fn decide(&mut self, sql: &[u8]) -> Result<(Arc<Decision>, Arc<LoadedPolicy>), PgError> {
         let (policy, class) = self.class();
-        let limit = policy.rendered.spec.limits.max_statement_bytes;
-        let decision = if sql.len() as u64 > limit {
-            Arc::new(policy.engine.rules.too_long(sql.len()))
-        } else {
-            match std::str::from_utf8(sql) {
-                Ok(text) => policy.engine.decide(&class, text),
-                // The analysis reads UTF-8; anything else is SQL it cannot read.
-                Err(_) => Arc::new(policy.engine.rules.decide(
-                    &Err(palisade_policy::analysis::ParseFailure {
-                        message: "statement text is not valid UTF-8".into(),
-                    }),
-                    &class.identity,
-                    &class.path,
-                )),
-            }
-        };
+        let decision = policy.engine.decide_bytes(&class, sql);
         match decision.action {
             Action::Allow => Ok((decision, policy)),
             Action::Deny | Action::RequireApproval => {

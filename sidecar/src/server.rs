@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -55,7 +55,10 @@ pub struct Sidecar {
 impl Sidecar {
     /// Upstreams of the policies being enforced: `(policy, host, port)`.
     pub fn upstreams(&self) -> Vec<(String, String, u16)> {
-        let listeners = self.listeners.lock().expect("listeners poisoned");
+        let listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut out: Vec<_> = listeners
             .iter()
             .map(|(key, l)| {
@@ -72,7 +75,10 @@ impl Sidecar {
     async fn apply(&self, policies: Vec<LoadedPolicy>) {
         let mut to_bind = Vec::new();
         {
-            let mut listeners = self.listeners.lock().expect("listeners poisoned");
+            let mut listeners = self
+                .listeners
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let wanted: HashMap<String, u16> = policies
                 .iter()
                 .map(|p| (p.key(), p.listen_port()))
@@ -114,14 +120,17 @@ impl Sidecar {
                     });
                     self.sessions
                         .spawn(accept_loop(tcp, ctx, stop.clone(), self.sessions.clone()));
-                    self.listeners.lock().expect("listeners poisoned").insert(
-                        key,
-                        Listener {
-                            port: addr.port(),
-                            policy,
-                            stop,
-                        },
-                    );
+                    self.listeners
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(
+                            key,
+                            Listener {
+                                port: addr.port(),
+                                policy,
+                                stop,
+                            },
+                        );
                 }
                 Err(e) => error!(policy = %key, %addr, error = %e, "cannot listen"),
             }
@@ -129,13 +138,21 @@ impl Sidecar {
     }
 
     fn stop_listening(&self) {
-        for l in self.listeners.lock().expect("listeners poisoned").values() {
+        for l in self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+        {
             l.stop.cancel();
         }
     }
 
     pub fn listening(&self) -> usize {
-        self.listeners.lock().expect("listeners poisoned").len()
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -164,6 +181,7 @@ async fn accept_loop(
 
 /// Runs the sidecar until SIGTERM or SIGINT, then drains.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
+    let signal = shutdown_signal()?;
     let secrets = SecretStore::new(opts.secrets_dir.clone());
     let policies = load_policies(&opts.policy_dir, &secrets)?;
     if policies.is_empty() {
@@ -214,7 +232,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    wait_for_signal().await;
+    signal.await;
     info!(grace = ?opts.shutdown_grace, "shutting down: no new connections, draining open sessions");
     sidecar.stop_listening();
     sidecar.sessions.close();
@@ -231,14 +249,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM and SIGINT handlers; the future resolves at the first signal.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 /// Polls the directories for changes. Kubernetes updates mounted ConfigMaps and Secrets by

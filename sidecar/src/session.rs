@@ -206,7 +206,8 @@ async fn fill(conn: &mut Conn, buf: &mut BytesMut, need: usize) -> std::io::Resu
 /// Reads one whole tagged message.
 async fn read_message(conn: &mut Conn, buf: &mut BytesMut) -> Result<Bytes, Stop> {
     fill(conn, buf, 5).await?;
-    let header = peek_header(buf, STARTUP_MESSAGE_LIMIT)?.expect("five bytes are there");
+    let header = peek_header(buf, STARTUP_MESSAGE_LIMIT)?
+        .ok_or_else(|| Stop::quiet("short message header"))?;
     fill(conn, buf, header.total).await?;
     Ok(buf.split_to(header.total).freeze())
 }
@@ -214,7 +215,7 @@ async fn read_message(conn: &mut Conn, buf: &mut BytesMut) -> Result<Bytes, Stop
 /// Reads one untagged initial packet (startup, SSL, GSS or cancel request).
 async fn read_initial_packet(conn: &mut Conn, buf: &mut BytesMut) -> Result<StartupPacket, Stop> {
     fill(conn, buf, 4).await?;
-    let len = startup::packet_len(buf[..4].try_into().expect("four bytes")).map_err(|e| {
+    let len = startup::packet_len(buf).map_err(|e| {
         Stop::tell(PgError::fatal(
             sqlstate::PROTOCOL_VIOLATION,
             format!("palisade: {e}"),

@@ -20,7 +20,7 @@ pub const AUTH_SASL_FINAL: i32 = 12;
 
 /// The request code of an Authentication message body.
 pub fn auth_code(body: &[u8]) -> Option<i32> {
-    Some(i32::from_be_bytes(body.get(..4)?.try_into().ok()?))
+    super::frame::be_i32(body)
 }
 
 /// The salt of an AuthenticationMD5Password body.

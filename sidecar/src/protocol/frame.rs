@@ -65,6 +65,11 @@ pub fn message(tag: u8, body: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// The big-endian i32 at the start of `bytes`, if there are four.
+pub fn be_i32(bytes: &[u8]) -> Option<i32> {
+    Some(i32::from_be_bytes(bytes.get(..4)?.try_into().ok()?))
+}
+
 /// Splits a body of NUL-terminated strings; `None` if the last one is not terminated.
 pub fn read_cstr(body: &[u8]) -> Option<(&[u8], &[u8])> {
     let nul = body.iter().position(|&b| b == 0)?;

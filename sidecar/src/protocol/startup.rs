@@ -3,7 +3,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::frame::read_cstr;
+use super::frame::{be_i32, read_cstr};
 
 /// PostgreSQL refuses startup packets longer than this (`MAX_STARTUP_PACKET_LENGTH`).
 pub const MAX_STARTUP_LEN: usize = 10_000;
@@ -54,8 +54,8 @@ impl CancelKey {
             return None;
         }
         Some(CancelKey {
-            pid: i32::from_be_bytes(body[..4].try_into().ok()?),
-            secret: i32::from_be_bytes(body[4..].try_into().ok()?),
+            pid: be_i32(body)?,
+            secret: be_i32(&body[4..])?,
         })
     }
 }
@@ -111,8 +111,8 @@ pub enum StartupError {
 }
 
 /// Validates the length word of an initial packet; returns the total packet length.
-pub fn packet_len(word: [u8; 4]) -> Result<usize, StartupError> {
-    let len = i32::from_be_bytes(word);
+pub fn packet_len(buf: &[u8]) -> Result<usize, StartupError> {
+    let len = be_i32(buf).ok_or(StartupError::Malformed("short"))?;
     if !(8..=MAX_STARTUP_LEN as i32).contains(&len) {
         return Err(StartupError::BadLength(len as i64));
     }
@@ -121,11 +121,7 @@ pub fn packet_len(word: [u8; 4]) -> Result<usize, StartupError> {
 
 /// Parses an initial packet without its length word.
 pub fn parse_packet(body: &[u8]) -> Result<StartupPacket, StartupError> {
-    let code = i32::from_be_bytes(
-        body[..4]
-            .try_into()
-            .map_err(|_| StartupError::Malformed("short"))?,
-    );
+    let code = be_i32(body).ok_or(StartupError::Malformed("short"))?;
     let rest = &body[4..];
     match code {
         SSL_REQUEST_CODE => Ok(StartupPacket::SslRequest),
@@ -135,8 +131,9 @@ pub fn parse_packet(body: &[u8]) -> Result<StartupPacket, StartupError> {
                 return Err(StartupError::Malformed("cancel request length"));
             }
             Ok(StartupPacket::Cancel(CancelKey {
-                pid: i32::from_be_bytes(rest[..4].try_into().expect("4 bytes")),
-                secret: i32::from_be_bytes(rest[4..].try_into().expect("4 bytes")),
+                pid: be_i32(rest).ok_or(StartupError::Malformed("cancel request length"))?,
+                secret: be_i32(&rest[4..])
+                    .ok_or(StartupError::Malformed("cancel request length"))?,
             }))
         }
         v if v >> 16 == 3 => {
@@ -191,7 +188,7 @@ mod tests {
             ],
         };
         let packet = msg.to_packet();
-        let len = packet_len(packet[..4].try_into().unwrap()).unwrap();
+        let len = packet_len(&packet).unwrap();
         assert_eq!(len, packet.len());
         assert_eq!(
             parse_packet(&packet[4..]).unwrap(),
@@ -216,12 +213,16 @@ mod tests {
 
     #[test]
     fn bad_packets_are_refused() {
-        assert!(packet_len(0x8000_0000u32.to_be_bytes()).is_err());
-        assert!(packet_len(20_000u32.to_be_bytes()).is_err());
+        assert!(packet_len(&0x8000_0000u32.to_be_bytes()).is_err());
+        assert!(packet_len(&20_000u32.to_be_bytes()).is_err());
         assert!(matches!(
             parse_packet(&[0, 2, 0, 0]),
             Err(StartupError::UnsupportedVersion(_))
         ));
         assert!(parse_packet(&[0, 3, 0, 0, b'u', b's']).is_err());
+        // Short input is an error, never a panic.
+        assert!(parse_packet(&[0, 3]).is_err());
+        assert!(parse_packet(&CANCEL_REQUEST_CODE.to_be_bytes()).is_err());
+        assert!(packet_len(&[0, 0]).is_err());
     }
 }
