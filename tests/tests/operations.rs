@@ -278,6 +278,44 @@ async fn sigterm_drains_open_sessions_then_exits() {
 }
 
 #[tokio::test]
+async fn json_logs_are_one_object_per_line_on_stderr() {
+    let pg = PgCluster::shared();
+    let port = free_port();
+    let sc = Sidecar::start(SidecarOptions {
+        policy_yaml: policy(port, "127.0.0.1", pg.port, "    tls: {mode: Disable}", ""),
+        port,
+        extra_args: vec![
+            "--log-format".into(),
+            "json".into(),
+            "--log-level".into(),
+            "info".into(),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let client = connect(&sc.conn_str(SUPERUSER, None, "postgres"))
+        .await
+        .unwrap();
+    client.simple_query("SELECT 1").await.unwrap();
+    let logs = sc.logs();
+    let events: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let started = events
+        .iter()
+        .find(|e| e["message"] == "session started")
+        .unwrap_or_else(|| panic!("no session event:\n{logs}"));
+    assert_eq!(started["user"], SUPERUSER);
+    assert_eq!(started["span"]["policy"], "test/e2e");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["level"].is_string() && e["timestamp"].is_string())
+    );
+}
+
+#[tokio::test]
 async fn metrics_count_connections_bytes_and_statements() {
     let pg = PgCluster::shared();
     let sc = plain_sidecar(pg);

@@ -125,7 +125,8 @@ fn every_corpus_statement_is_decided_for_psql() {
     let mut failures = Vec::new();
     for case in cases() {
         let out = Command::new(pg.bin_dir.join("psql"))
-            .args(["-X", "-q", "-c", &case.sql])
+            // Verbose errors carry the SQLSTATE: `ERROR:  42501: palisade: …`.
+            .args(["-X", "-q", "-v", "VERBOSITY=verbose", "-c", &case.sql])
             .arg(sc.conn_str(case.db_user, password(case.db_user), "corpus_psql"))
             .output()
             .unwrap();
@@ -133,7 +134,8 @@ fn every_corpus_statement_is_decided_for_psql() {
         let seen = stderr
             .lines()
             .find_map(|l| l.split("ERROR:  ").nth(1))
-            .and_then(|m| denied_by("42501", m));
+            .and_then(|m| m.split_once(": "))
+            .and_then(|(code, m)| denied_by(code, m));
         if let Err(why) = verdict(case.allow, case.rule, seen) {
             failures.push(format!("{:?}: {why}\n{stderr}", case.sql));
         }
