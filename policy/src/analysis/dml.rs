@@ -3,8 +3,8 @@
 //! checked for an effective WHERE.
 
 use sqlparser::ast::{
-    Assignment, AssignmentTarget, ConflictTarget, CopySource, Delete, DoUpdate, FromTable, Insert,
-    Merge, MergeAction, MergeClause, MergeClauseKind, MergeInsertExpr, MergeInsertKind,
+    Assignment, AssignmentTarget, ConflictTarget, CopySource, Delete, DoUpdate, Expr, FromTable,
+    Insert, Merge, MergeAction, MergeClause, MergeClauseKind, MergeInsertExpr, MergeInsertKind,
     MergeUpdateExpr, MergeUpdateKind, ObjectName, OnConflict, OnConflictAction, OnInsert,
     OutputClause, SelectItem, TableFactor, TableObject, TableWithJoins, Update,
     UpdateTableFromKind,
@@ -193,11 +193,23 @@ impl Walker<'_> {
             self.exprs(condition, &scope);
         }
         self.assignments(assignments, &relation, &scope);
-        self.exprs(selection, &scope);
-        if !where_clause::is_effective(selection.as_ref(), &scope) {
+        self.filter_and_return(selection.as_ref(), returning.as_deref(), &scope)
+    }
+
+    /// The tail UPDATE and DELETE share: the WHERE (is it effective?) and RETURNING.
+    fn filter_and_return(
+        &mut self,
+        selection: Option<&Expr>,
+        returning: Option<&[SelectItem]>,
+        scope: &Scope<'_>,
+    ) -> Shape {
+        if let Some(selection) = selection {
+            self.exprs(selection, scope);
+        }
+        if !where_clause::is_effective(selection, scope) {
             self.facts.without_where();
         }
-        self.returning(returning.as_deref(), &scope)
+        self.returning(returning, scope)
     }
 
     pub fn delete(&mut self, delete: &Delete, parent: Option<&Scope<'_>>) -> Shape {
@@ -258,11 +270,7 @@ impl Walker<'_> {
         for condition in conditions {
             self.exprs(condition, &scope);
         }
-        self.exprs(selection, &scope);
-        if !where_clause::is_effective(selection.as_ref(), &scope) {
-            self.facts.without_where();
-        }
-        self.returning(returning.as_deref(), &scope)
+        self.filter_and_return(selection.as_ref(), returning.as_deref(), &scope)
     }
 
     pub fn merge(&mut self, merge: &Merge, parent: Option<&Scope<'_>>) -> Shape {
