@@ -10,6 +10,7 @@ pub mod duration;
 mod error;
 pub mod glob;
 pub mod manifest;
+pub mod mask;
 pub mod masking;
 pub mod model;
 pub mod render;

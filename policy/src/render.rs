@@ -75,6 +75,38 @@ impl RenderedPolicy {
         format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
     }
 
+    /// Names of every Secret the policy and its selected MaskingRules reference, which a
+    /// sidecar needs mounted under its secrets directory (`<dir>/<name>/<key>`).
+    pub fn referenced_secrets(&self) -> BTreeSet<String> {
+        use crate::masking::Mask;
+        let spec = &self.spec;
+        let mut names = BTreeSet::new();
+        if let Some(r) = &spec.database.tls.ca_secret_ref {
+            names.insert(r.name.clone());
+        }
+        if let Some(r) = &spec.database.credentials_secret_ref {
+            names.insert(r.name.clone());
+        }
+        if let Some(oidc) = spec.identity.as_ref().and_then(|i| i.oidc.as_ref()) {
+            names.insert(oidc.jwks_secret_ref.name.clone());
+        }
+        for sink in &spec.audit.sinks {
+            if let Some(r) = sink.http.as_ref().and_then(|h| h.headers_secret_ref.as_ref()) {
+                names.insert(r.name.clone());
+            }
+        }
+        for rule in &self.masking_rules {
+            let masks = rule.spec.columns.iter().map(|c| &c.mask);
+            let masks = masks.chain(rule.spec.detectors.iter().map(|d| &d.mask));
+            for mask in masks {
+                if let Mask::Hash { key_secret_ref, .. } = mask {
+                    names.insert(key_secret_ref.name.clone());
+                }
+            }
+        }
+        names
+    }
+
     /// Pretty JSON, as written to `policy.json`.
     pub fn to_json(&self) -> Result<String, serde_json::Error> {
         serde_json::to_string_pretty(self)
@@ -212,6 +244,22 @@ mod tests {
         let other_ns = text.replace("name: m, namespace: ml", "name: m, namespace: other");
         let got = render_all("t", &parse_manifests("t", &other_ns).unwrap()).unwrap();
         assert!(got[0].masking_rules.is_empty());
+    }
+
+    #[test]
+    fn referenced_secrets_cover_policy_and_masking_rules() {
+        let policy = POLICY.replace(
+            "database: {host: db}",
+            "database: {host: db, credentialsSecretRef: {name: creds}, tls: {caSecretRef: {name: ca, key: ca.crt}}}\n  audit: {sinks: [{http: {url: 'https://x', headersSecretRef: {name: siem}}}]}",
+        );
+        let mask = MASK.replace(
+            "mask: {type: Email}",
+            "mask: {type: Hash, keySecretRef: {name: mask-key, key: hmac}}",
+        );
+        let text = format!("{policy}{mask}");
+        let doc = &render_all("t", &parse_manifests("t", &text).unwrap()).unwrap()[0];
+        let got: Vec<_> = doc.referenced_secrets().into_iter().collect();
+        assert_eq!(got, ["ca", "creds", "mask-key", "siem"]);
     }
 
     #[test]
