@@ -1,0 +1,1 @@
+//! The admission webhook server: sidecar injection into pods.
