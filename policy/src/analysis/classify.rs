@@ -8,6 +8,7 @@ use sqlparser::ast::{
     VacuumStatement,
 };
 
+use super::Named;
 use super::SearchPathChange;
 use super::names;
 use super::query::QueryKind;
@@ -32,13 +33,14 @@ impl Walker<'_> {
             Statement::Copy {
                 source,
                 to,
-                target: _,
+                target,
                 options: _,
                 legacy_options: _,
                 payload,
             } => {
                 self.reject(payload.is_some(), "inline COPY data");
-                self.copy(source, *to);
+                let to_stdout = matches!(target, sqlparser::ast::CopyTarget::Stdout);
+                self.copy(source, *to, to_stdout);
             }
 
             Statement::Call(function) => {
@@ -64,12 +66,13 @@ impl Walker<'_> {
                 self.statement(statement, parent);
             }
             Statement::Prepare {
-                name: _,
+                name,
                 data_types: _,
                 statement,
             } => {
                 self.facts.op(Op::Prepare);
-                self.statement(statement, parent);
+                self.facts.info.defines = Some(Named::Prepared(names::ident(name)));
+                return self.statement(statement, parent);
             }
             Statement::Execute {
                 name,
@@ -91,6 +94,11 @@ impl Walker<'_> {
                     "EXECUTE IMMEDIATE/INTO/USING",
                 );
                 self.facts.op(Op::Execute);
+                if let Some(name) = name.as_ref().and_then(names::parts)
+                    && let [name] = name.as_slice()
+                {
+                    self.facts.info.uses = Some(Named::Prepared(name.clone()));
+                }
                 self.exprs(parameters, &Scope::child(parent));
             }
             Statement::Declare {
@@ -106,17 +114,24 @@ impl Walker<'_> {
                         "DECLARE of a variable",
                     );
                     if let Some(query) = &declare.for_query {
-                        self.query(query, parent, QueryKind::Subquery);
+                        if let [name] = declare.names.as_slice() {
+                            self.facts.info.defines = Some(Named::Cursor(names::ident(name)));
+                        }
+                        let shape = self.query(query, parent, QueryKind::Subquery);
+                        if stmts.len() == 1 {
+                            return shape;
+                        }
                     }
                 }
             }
             Statement::Fetch {
-                name: _,
+                name,
                 direction: _,
                 position: _,
                 into,
             } => {
                 self.reject(into.is_some(), "FETCH … INTO");
+                self.facts.info.uses = Some(Named::Cursor(names::ident(name)));
                 self.facts.op(Op::Other);
             }
             Statement::Close { .. } | Statement::Deallocate { .. } => self.facts.op(Op::Other),

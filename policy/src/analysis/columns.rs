@@ -59,6 +59,17 @@ pub(super) fn reference(expr: &Expr, scope: &Scope<'_>) -> Vec<ColumnName> {
     }
 }
 
+/// The name parts of `expr` when it is a bare column reference (in parentheses at most):
+/// the only outputs whose values are the stored column's, unchanged.
+pub(super) fn plain_reference(expr: &Expr) -> Option<Vec<String>> {
+    match expr {
+        Expr::Identifier(id) if !names::is_keyword(id, "default") => Some(vec![names::ident(id)]),
+        Expr::CompoundIdentifier(ids) => Some(ids.iter().map(names::ident).collect()),
+        Expr::Nested(inner) => plain_reference(inner),
+        _ => None,
+    }
+}
+
 /// The name the server gives an unaliased output column.
 pub(super) fn output_name(expr: &Expr) -> Option<String> {
     match expr {

@@ -56,7 +56,8 @@ impl Walker<'_> {
         }
         self.constraints(constraints);
         if let Some(query) = query {
-            self.query(query, None, QueryKind::Subquery);
+            let shape = self.query(query, None, QueryKind::Subquery);
+            self.facts.copied(shape.all_columns());
         }
     }
 

@@ -73,7 +73,8 @@ impl Walker<'_> {
         );
         self.facts.op(Operation::Insert);
         if let Some(source) = source {
-            self.query(source, parent, QueryKind::InsertSource);
+            let shape = self.query(source, parent, QueryKind::InsertSource);
+            self.facts.copied(shape.all_columns());
         }
         let TableObject::TableName(name) = table else {
             self.facts
@@ -189,9 +190,11 @@ impl Walker<'_> {
             ctes: Vec::new(),
             sources,
         };
-        for condition in conditions {
-            self.exprs(condition, &scope);
-        }
+        self.predicate(|w| {
+            for condition in conditions {
+                w.exprs(condition, &scope);
+            }
+        });
         self.assignments(assignments, &relation, &scope);
         self.filter_and_return(selection.as_ref(), returning.as_deref(), &scope)
     }
@@ -204,7 +207,7 @@ impl Walker<'_> {
         scope: &Scope<'_>,
     ) -> Shape {
         if let Some(selection) = selection {
-            self.exprs(selection, scope);
+            self.predicate(|w| w.exprs(selection, scope));
         }
         if !where_clause::is_effective(selection, scope) {
             self.facts.without_where();
@@ -267,9 +270,11 @@ impl Walker<'_> {
             ctes: Vec::new(),
             sources,
         };
-        for condition in conditions {
-            self.exprs(condition, &scope);
-        }
+        self.predicate(|w| {
+            for condition in conditions {
+                w.exprs(condition, &scope);
+            }
+        });
         self.filter_and_return(selection.as_ref(), returning.as_deref(), &scope)
     }
 
@@ -299,10 +304,12 @@ impl Walker<'_> {
             ctes: Vec::new(),
             sources,
         };
-        for condition in conditions {
-            self.exprs(condition, &scope);
-        }
-        self.exprs(on.as_ref(), &scope);
+        self.predicate(|w| {
+            for condition in conditions {
+                w.exprs(condition, &scope);
+            }
+        });
+        self.predicate(|w| w.exprs(on.as_ref(), &scope));
         let joins_everything = where_clause::is_tautology(on, &scope);
         for clause in clauses {
             let MergeClause {
@@ -311,7 +318,7 @@ impl Walker<'_> {
                 predicate,
                 action,
             } = clause;
-            self.exprs(predicate, &scope);
+            self.predicate(|w| w.exprs(predicate, &scope));
             let unrestricted = joins_everything
                 && matches!(clause_kind, MergeClauseKind::Matched)
                 && !where_clause::is_effective(predicate.as_ref(), &scope);
@@ -331,7 +338,10 @@ impl Walker<'_> {
                         self.target_columns(&relation, columns);
                     }
                     match kind {
-                        MergeInsertKind::Values(values) => self.exprs(&values.rows, &scope),
+                        MergeInsertKind::Values(values) => {
+                            let read = self.capture(|w| w.exprs(&values.rows, &scope));
+                            self.facts.copied(read);
+                        }
                         MergeInsertKind::Row | MergeInsertKind::Wildcard => {
                             self.facts.not_postgres("MERGE INSERT ROW/*");
                         }
@@ -382,8 +392,10 @@ impl Walker<'_> {
 
     /// `COPY t [(cols)] TO …` reads t, `COPY t FROM …` writes it, `COPY (query) TO …`
     /// runs the query.
-    pub fn copy(&mut self, source: &CopySource, to: bool) {
+    pub fn copy(&mut self, source: &CopySource, to: bool, to_stdout: bool) {
         self.facts.op(Operation::Copy);
+        let mut copied = Vec::new();
+        let mut from_query = false;
         match source {
             CopySource::Table {
                 table_name,
@@ -395,6 +407,20 @@ impl Walker<'_> {
                     self.write(table_name)
                 };
                 if let Some(relation) = relation {
+                    copied = if columns.is_empty() {
+                        vec![ColumnName {
+                            relation: Some(relation.clone()),
+                            column: "*".into(),
+                        }]
+                    } else {
+                        columns
+                            .iter()
+                            .map(|c| ColumnName {
+                                relation: Some(relation.clone()),
+                                column: names::ident(c),
+                            })
+                            .collect()
+                    };
                     if columns.is_empty() {
                         self.all_columns(&relation);
                     } else {
@@ -404,7 +430,19 @@ impl Walker<'_> {
             }
             CopySource::Query(query) => {
                 self.reject(!to, "COPY (query) FROM");
-                self.query(query, None, QueryKind::Subquery);
+                let shape = self.query(query, None, QueryKind::Subquery);
+                copied = shape.all_columns();
+                from_query = true;
+            }
+        }
+        if to {
+            if to_stdout {
+                self.facts.info.copy_out = Some(super::CopyOut {
+                    columns: copied,
+                    from_query,
+                });
+            } else {
+                self.facts.copied(copied);
             }
         }
     }
@@ -469,7 +507,8 @@ impl Walker<'_> {
                 }
                 AssignmentTarget::Tuple(columns) => self.target_columns(relation, columns),
             }
-            self.exprs(value, scope);
+            let read = self.capture(|w| w.exprs(value, scope));
+            self.facts.copied(read);
         }
     }
 

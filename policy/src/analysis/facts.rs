@@ -17,6 +17,10 @@ pub(super) struct Facts {
     statements: HashSet<usize>,
     queries: HashSet<usize>,
     factors: HashSet<usize>,
+    /// Open captures: every column recorded while one is open is also added to it.
+    captures: Vec<Vec<ColumnName>>,
+    /// Above zero while walking a predicate (WHERE, JOIN, GROUP BY, HAVING, ORDER BY …).
+    predicate: usize,
 }
 
 fn address<T>(node: &T) -> usize {
@@ -37,7 +41,34 @@ impl Facts {
     }
 
     pub fn column(&mut self, column: ColumnName) {
+        for capture in &mut self.captures {
+            capture.push(column.clone());
+        }
+        if self.predicate > 0 {
+            self.info.predicate_columns.insert(column.clone());
+        }
         self.info.columns.insert(column);
+    }
+
+    pub fn open_capture(&mut self) {
+        self.captures.push(Vec::new());
+    }
+
+    pub fn close_capture(&mut self) -> Vec<ColumnName> {
+        self.captures.pop().unwrap_or_default()
+    }
+
+    pub fn enter_predicate(&mut self) {
+        self.predicate += 1;
+    }
+
+    pub fn leave_predicate(&mut self) {
+        self.predicate = self.predicate.saturating_sub(1);
+    }
+
+    /// Values of these columns are written somewhere the proxy cannot mask them.
+    pub fn copied(&mut self, columns: impl IntoIterator<Item = ColumnName>) {
+        self.info.copied_columns.extend(columns);
     }
 
     pub fn function(&mut self, name: String) {

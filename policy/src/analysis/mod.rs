@@ -31,6 +31,8 @@ mod walker;
 mod where_clause;
 
 #[cfg(test)]
+mod provenance_tests;
+#[cfg(test)]
 mod tests;
 
 /// A table, view or other relation as the statement names it. Identifiers are
@@ -88,6 +90,54 @@ pub struct StatementInfo {
     /// `NOT false`, `x IS NOT NULL OR x IS NULL`). `WHERE CURRENT OF cursor` is effective.
     pub without_where: bool,
     pub search_path: Option<SearchPathChange>,
+    /// The result columns, in order: of the query, of RETURNING, of the cursor a DECLARE
+    /// defines or the statement a PREPARE defines. Empty for statements without rows.
+    pub outputs: Vec<OutputColumn>,
+    /// Columns in predicates: WHERE, JOIN conditions, GROUP BY, HAVING, ORDER BY, DISTINCT
+    /// ON, window definitions — where a value can be guessed at without being returned.
+    pub predicate_columns: BTreeSet<ColumnName>,
+    /// Columns whose values the statement writes somewhere the proxy never sees them
+    /// again: `INSERT … SELECT`, `CREATE TABLE … AS`, `SELECT INTO`, UPDATE/MERGE values,
+    /// `COPY … TO` a file or program.
+    pub copied_columns: BTreeSet<ColumnName>,
+    /// `COPY … TO STDOUT`: the columns sent to the client as COPY data, and whether they
+    /// come from a query (`COPY (SELECT …)`) rather than a table.
+    pub copy_out: Option<CopyOut>,
+    /// A cursor (DECLARE) or prepared statement (PREPARE) this statement defines, whose
+    /// rows a later FETCH or EXECUTE returns with `outputs` as their provenance.
+    pub defines: Option<Named>,
+    /// The cursor a FETCH reads or the prepared statement an EXECUTE runs.
+    pub uses: Option<Named>,
+}
+
+/// One result column, traced to what its values are read or computed from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputColumn {
+    /// The column's name, when the text gives it.
+    pub name: Option<String>,
+    /// The columns its value comes from: the column itself for a plain reference, every
+    /// column read for a computed one (`relation.*` for whole rows).
+    pub sources: Vec<ColumnName>,
+    /// A value computed from `sources` (expression, cast, aggregate, whole row …) rather
+    /// than one of them unchanged.
+    pub computed: bool,
+    /// `Some` for an expansion of `*` whose width the text does not show; the relation
+    /// when it is all of one table or view.
+    pub star: Option<Option<RelationName>>,
+}
+
+/// What `COPY … TO STDOUT` sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyOut {
+    pub columns: Vec<ColumnName>,
+    pub from_query: bool,
+}
+
+/// A session-level name a statement defines or uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Named {
+    Cursor(String),
+    Prepared(String),
 }
 
 /// Text the parser could not read as PostgreSQL.
@@ -129,7 +179,8 @@ fn analyse(tokens: Vec<TokenWithSpan>) -> Result<StatementInfo, ParseFailure> {
         Err(error) => return special::maintenance(&tokens).ok_or(error),
     };
     let mut facts = facts::Facts::default();
-    walker::Walker { facts: &mut facts }.statement(&parsed, None);
+    let shape = walker::Walker { facts: &mut facts }.statement(&parsed, None);
+    facts.info.outputs = shape.outputs();
     sweep::sweep(&parsed, &mut facts);
     facts.finish()
 }

@@ -10,7 +10,8 @@ use sqlparser::ast::{
     TableWithJoins, Values, WildcardAdditionalOptions, With,
 };
 
-use super::columns::{output_name, reference};
+use super::ColumnName;
+use super::columns::{output_name, plain_reference, reference};
 use super::names;
 use super::scope::{Cte, Scope, Shape, Source};
 use super::walker::Walker;
@@ -171,7 +172,7 @@ impl Walker<'_> {
         let mut shape = Shape::default();
         let width = rows.first().map_or(0, |row| row.content.len());
         for i in 1..=width {
-            shape.named(Some(format!("column{i}")), Vec::new());
+            shape.named(Some(format!("column{i}")), Vec::new(), true);
         }
         shape
     }
@@ -254,32 +255,39 @@ impl Walker<'_> {
             ctes: Vec::new(),
             sources,
         };
-        for condition in conditions {
-            self.exprs(condition, &scope);
-        }
-        if let Some(Distinct::On(exprs)) = distinct {
-            self.exprs(exprs, &scope);
-        }
-        let shape = self.projection(projection, &scope);
-        self.exprs(selection, &scope);
-        match group_by {
-            GroupByExpr::All(_) => self.facts.not_postgres("GROUP BY ALL"),
-            GroupByExpr::Expressions(exprs, modifiers) => {
-                self.reject(!modifiers.is_empty(), "WITH ROLLUP/CUBE");
-                self.exprs(exprs, &scope);
+        self.predicate(|w| {
+            for condition in conditions {
+                w.exprs(condition, &scope);
             }
-        }
-        self.exprs(having, &scope);
-        self.exprs(named_window, &scope);
-        if let Some(order_by) = order_by {
-            self.order_by(order_by, &scope, &shape);
+            if let Some(Distinct::On(exprs)) = distinct {
+                w.exprs(exprs, &scope);
+            }
+        });
+        let shape = self.projection(projection, &scope);
+        self.predicate(|w| {
+            w.exprs(selection, &scope);
+            match group_by {
+                GroupByExpr::All(_) => w.facts.not_postgres("GROUP BY ALL"),
+                GroupByExpr::Expressions(exprs, modifiers) => {
+                    w.reject(!modifiers.is_empty(), "WITH ROLLUP/CUBE");
+                    w.exprs(exprs, &scope);
+                }
+            }
+            w.exprs(having, &scope);
+            w.exprs(named_window, &scope);
+            if let Some(order_by) = order_by {
+                w.order_by(order_by, &scope, &shape);
+            }
+        });
+        if into.is_some() {
+            self.facts.copied(shape.all_columns());
         }
         shape
     }
 
     /// ORDER BY may name output columns as well as input ones.
     fn order_by(&mut self, order_by: &OrderBy, scope: &Scope<'_>, shape: &Shape) {
-        self.exprs_except(order_by, scope, &shape.names());
+        self.predicate(|w| w.exprs_except(order_by, scope, &shape.names()));
     }
 
     /// `SELECT … INTO [TEMP] new_table`: creates and fills a table.
@@ -312,12 +320,12 @@ impl Walker<'_> {
         for item in projection {
             match item {
                 SelectItem::UnnamedExpr(expr) => {
-                    self.exprs(expr, scope);
-                    shape.named(output_name(expr), reference(expr, scope));
+                    let (columns, derived) = self.output(expr, scope);
+                    shape.named(output_name(expr), columns, derived);
                 }
                 SelectItem::ExprWithAlias { expr, alias } => {
-                    self.exprs(expr, scope);
-                    shape.named(Some(names::ident(alias)), reference(expr, scope));
+                    let (columns, derived) = self.output(expr, scope);
+                    shape.named(Some(names::ident(alias)), columns, derived);
                 }
                 SelectItem::ExprWithAliases { .. } => self.facts.not_postgres("AS (a, b)"),
                 SelectItem::QualifiedWildcard(kind, options) => {
@@ -362,6 +370,20 @@ impl Walker<'_> {
             }
         }
         shape
+    }
+
+    /// Walks one output expression; returns what its value comes from and whether it is
+    /// computed (anything but a plain reference to a stored column).
+    fn output(&mut self, expr: &Expr, scope: &Scope<'_>) -> (Vec<ColumnName>, bool) {
+        let read = self.capture(|w| w.exprs(expr, scope));
+        match plain_reference(expr) {
+            Some(parts) if !scope.is_derived(&parts) => {
+                let columns = reference(expr, scope);
+                let whole_row = columns.iter().any(|c| c.column == "*");
+                (columns, whole_row)
+            }
+            _ => (read, true),
+        }
     }
 
     fn wildcard_options(&mut self, options: &WildcardAdditionalOptions) {

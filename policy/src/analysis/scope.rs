@@ -16,11 +16,12 @@ pub(super) struct Shape {
 
 #[derive(Clone, Debug)]
 enum Item {
-    /// One output column: its name and the columns it is a plain reference to (none when
-    /// it is computed; what it was computed from was recorded where it was read).
+    /// One output column: its name and the columns it is a plain reference to, or, when
+    /// `derived`, every column its value was computed from (for masking provenance).
     Named {
         name: Option<String>,
         columns: Vec<ColumnName>,
+        derived: bool,
     },
     /// A wildcard expansion: the columns it stands for (`t.*`) and, when it is all of one
     /// relation, that relation, which then owns any column name asked for.
@@ -31,8 +32,12 @@ enum Item {
 }
 
 impl Shape {
-    pub fn named(&mut self, name: Option<String>, columns: Vec<ColumnName>) {
-        self.items.push(Item::Named { name, columns });
+    pub fn named(&mut self, name: Option<String>, columns: Vec<ColumnName>, derived: bool) {
+        self.items.push(Item::Named {
+            name,
+            columns,
+            derived,
+        });
     }
 
     pub fn star(&mut self, columns: Vec<ColumnName>, relation: Option<RelationName>) {
@@ -50,8 +55,40 @@ impl Shape {
         shape
     }
 
-    /// The shape of a set operation: the first branch's names, every branch's columns.
+    /// The shape of a set operation: the first branch's names; each output reads what the
+    /// branches read at its position, or, when a branch's width is not known, every column
+    /// any branch reads.
     pub fn union(branches: Vec<Shape>) -> Shape {
+        let width = branches.first().map_or(0, |b| b.items.len());
+        let positional = branches.iter().all(|b| {
+            b.items.len() == width && b.items.iter().all(|i| matches!(i, Item::Named { .. }))
+        });
+        if positional {
+            let mut merged: Vec<Item> = Vec::new();
+            for branch in branches {
+                for (i, item) in branch.items.into_iter().enumerate() {
+                    let Item::Named { name, columns, .. } = item else {
+                        continue;
+                    };
+                    match merged.get_mut(i) {
+                        Some(Item::Named {
+                            columns: all,
+                            derived,
+                            ..
+                        }) => {
+                            all.extend(columns);
+                            *derived = true;
+                        }
+                        _ => merged.push(Item::Named {
+                            name,
+                            columns,
+                            derived: false,
+                        }),
+                    }
+                }
+            }
+            return Shape { items: merged };
+        }
         let mut shape = Shape::default();
         let mut all = Vec::new();
         for (i, branch) in branches.into_iter().enumerate() {
@@ -59,7 +96,7 @@ impl Shape {
             if i == 0 {
                 for item in branch.items {
                     if let Item::Named { name, .. } = item {
-                        shape.named(name, Vec::new());
+                        shape.named(name, Vec::new(), true);
                     }
                 }
             }
@@ -74,9 +111,17 @@ impl Shape {
         let mut renamed = Vec::new();
         for item in std::mem::take(&mut self.items) {
             match item {
-                Item::Named { columns, name } => {
+                Item::Named {
+                    columns,
+                    name,
+                    derived,
+                } => {
                     let name = aliases.next().cloned().or(name);
-                    renamed.push(Item::Named { name, columns });
+                    renamed.push(Item::Named {
+                        name,
+                        columns,
+                        derived,
+                    });
                 }
                 Item::Star { columns, relation } => {
                     // Which columns the remaining aliases name is unknown: each may be
@@ -92,6 +137,7 @@ impl Shape {
                         renamed.push(Item::Named {
                             name: Some(alias.clone()),
                             columns: any.clone(),
+                            derived: false,
                         });
                     }
                     renamed.push(Item::Star { columns, relation });
@@ -107,6 +153,7 @@ impl Shape {
             if let Item::Named {
                 name: Some(n),
                 columns,
+                ..
             } = item
                 && n == name
             {
@@ -129,6 +176,48 @@ impl Shape {
             });
         }
         found
+    }
+
+    /// Whether output `name` is computed rather than a plain column (unknown names are
+    /// taken as computed: nothing shows they are not).
+    pub fn is_derived(&self, name: &str) -> bool {
+        for item in &self.items {
+            if let Item::Named {
+                name: Some(n),
+                derived,
+                ..
+            } = item
+                && n == name
+            {
+                return *derived;
+            }
+        }
+        true
+    }
+
+    /// The outputs as the statement's result columns.
+    pub fn outputs(&self) -> Vec<super::OutputColumn> {
+        self.items
+            .iter()
+            .map(|item| match item {
+                Item::Named {
+                    name,
+                    columns,
+                    derived,
+                } => super::OutputColumn {
+                    name: name.clone(),
+                    sources: columns.clone(),
+                    computed: *derived,
+                    star: None,
+                },
+                Item::Star { columns, relation } => super::OutputColumn {
+                    name: None,
+                    sources: columns.clone(),
+                    computed: false,
+                    star: Some(relation.clone()),
+                },
+            })
+            .collect()
     }
 
     /// The names of the outputs.
@@ -243,6 +332,15 @@ impl Source {
         }
     }
 
+    /// Whether reading `column` of this source gives a computed value.
+    fn is_derived(&self, column: &str) -> bool {
+        match &self.kind {
+            SourceKind::Table { .. } => false,
+            SourceKind::Shaped(shape) => shape.is_derived(column),
+            SourceKind::Function => true,
+        }
+    }
+
     /// What `source.*` (or a whole-row reference) reads.
     pub fn star(&self) -> Vec<ColumnName> {
         match &self.kind {
@@ -336,6 +434,30 @@ impl<'p> Scope<'p> {
                     column: column.clone(),
                 }],
             },
+        }
+    }
+
+    /// Whether the reference `parts` reads a computed value (a computed output of a derived
+    /// table or CTE, a function's output); a whole-row reference counts as computed.
+    pub fn is_derived(&self, parts: &[String]) -> bool {
+        match parts {
+            [] => true,
+            [column] => {
+                if self.source(&[column.clone()]).is_some() {
+                    return true;
+                }
+                match self.levels().find(|l| !l.sources.is_empty()) {
+                    Some(level) => level
+                        .sources
+                        .iter()
+                        .filter(|s| s.may_have(column))
+                        .any(|s| s.is_derived(column)),
+                    None => false,
+                }
+            }
+            [qualifier @ .., column] => self
+                .source(qualifier)
+                .is_some_and(|source| source.is_derived(column)),
         }
     }
 

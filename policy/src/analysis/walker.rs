@@ -63,6 +63,20 @@ impl Walker<'_> {
         });
     }
 
+    /// Runs `walk` and returns every column it recorded.
+    pub fn capture(&mut self, walk: impl FnOnce(&mut Self)) -> Vec<ColumnName> {
+        self.facts.open_capture();
+        walk(self);
+        self.facts.close_capture()
+    }
+
+    /// Runs `walk` with what it records counted as predicate columns.
+    pub fn predicate(&mut self, walk: impl FnOnce(&mut Self)) {
+        self.facts.enter_predicate();
+        walk(self);
+        self.facts.leave_predicate();
+    }
+
     /// Fails the statement when `present`: `what` is syntax PostgreSQL does not have.
     pub fn reject(&mut self, present: bool, what: &str) {
         if present {
