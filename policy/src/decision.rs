@@ -391,7 +391,7 @@ fn column_matches(
     }
 }
 
-fn subjects_match(s: &Subjects, id: &Identity) -> bool {
+pub(crate) fn subjects_match(s: &Subjects, id: &Identity) -> bool {
     s.db_users.contains(&id.db_user)
         || id
             .service_account

@@ -4,6 +4,7 @@
 //! sidecar's standalone mode load exactly the same files the same way.
 
 pub mod analysis;
+pub mod crd;
 pub mod decision;
 pub mod decision_cache;
 pub mod duration;
@@ -11,6 +12,7 @@ mod error;
 pub mod glob;
 pub mod manifest;
 pub mod mask;
+pub mod mask_plan;
 pub mod masking;
 pub mod model;
 pub mod render;
@@ -18,6 +20,12 @@ pub mod selector;
 pub mod shape;
 mod validate;
 
+pub use crd::{
+    ApprovalRequestSpec, ApprovalRequestStatus, ApprovalState, Condition, ConditionStatus,
+    DatabasePolicyStatus, ApprovalDecision, Requester, Verdict,
+};
+#[cfg(feature = "kube")]
+pub use crd::{ApprovalRequest, CrdError, DatabasePolicy, MaskingRule, crds, crds_yaml};
 pub use error::PolicyError;
 pub use manifest::{Manifest, ObjectMeta, load_manifests, parse_manifests};
 pub use masking::MaskingRuleSpec;

@@ -119,14 +119,18 @@ fn set_operations_merge_by_position() {
 #[test]
 fn window_and_case_expressions_are_computed() {
     assert_eq!(
-        outputs("SELECT row_number() OVER (ORDER BY ssn), CASE WHEN ssn LIKE '1%' THEN 1 END FROM customers"),
+        outputs(
+            "SELECT row_number() OVER (ORDER BY ssn), CASE WHEN ssn LIKE '1%' THEN 1 END FROM customers"
+        ),
         vec![(true, s(&["customers.ssn"])), (true, s(&["customers.ssn"]))]
     );
 }
 
 #[test]
 fn predicates_are_reported_apart() {
-    let info = one("SELECT c.id FROM customers c JOIN orders o ON o.cust = c.id WHERE c.ssn LIKE '1%' GROUP BY c.id HAVING max(c.email) > 'a' ORDER BY c.phone");
+    let info = one(
+        "SELECT c.id FROM customers c JOIN orders o ON o.cust = c.id WHERE c.ssn LIKE '1%' GROUP BY c.id HAVING max(c.email) > 'a' ORDER BY c.phone",
+    );
     for column in ["ssn", "email", "phone", "cust"] {
         assert!(
             info.predicate_columns.iter().any(|c| c.column == column),
@@ -137,7 +141,11 @@ fn predicates_are_reported_apart() {
     assert_eq!(info.outputs.len(), 1);
     assert!(!info.outputs[0].computed);
     let update = one("UPDATE customers SET plan = 'x' WHERE email = 'a@b'");
-    assert!(update.predicate_columns.contains(&col(Some("customers"), "email")));
+    assert!(
+        update
+            .predicate_columns
+            .contains(&col(Some("customers"), "email"))
+    );
     assert!(update.copied_columns.is_empty());
 }
 

@@ -1,0 +1,246 @@
+use super::*;
+use crate::analysis::analyze;
+use crate::manifest::parse_manifests;
+use crate::render::render_all;
+
+const POLICY: &str = r#"
+apiVersion: palisade.dev/v1alpha1
+kind: DatabasePolicy
+metadata: {name: p, namespace: ml}
+spec:
+  database: {host: db}
+---
+apiVersion: palisade.dev/v1alpha1
+kind: MaskingRule
+metadata: {name: pii, namespace: ml}
+spec:
+  columns:
+    - {table: public.customers, column: email, mask: {type: Email}}
+    - {table: public.customers, column: ssn, mask: {type: Partial, keepLast: 4}}
+    - {table: public.customers, column: phone, mask: {type: Hash, keySecretRef: {name: k, key: hmac}}}
+    - {table: "*", column: "*password*", mask: {type: Null}}
+  exempt: {groups: [pii-readers]}
+"#;
+
+fn policy(extra: &str) -> RenderedPolicy {
+    let text = format!("{POLICY}{extra}");
+    render_all("t", &parse_manifests("t", &text).unwrap())
+        .unwrap()
+        .remove(0)
+}
+
+fn key(_: &SecretKeyRef) -> Result<Arc<[u8]>, String> {
+    Ok(Arc::from(&b"secret"[..]))
+}
+
+fn rules_for(policy: &RenderedPolicy, groups: &[&str]) -> MaskRules {
+    let identity = Identity {
+        db_user: "app".into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        ..Identity::default()
+    };
+    MaskRules::for_identity(policy, &identity, &key).unwrap()
+}
+
+fn plan(rules: &MaskRules, catalog: &Catalog, sql: &str) -> Result<StatementPlan, MaskDenial> {
+    let info = analyze(sql).unwrap().remove(0);
+    rules.plan(&info, &SearchPath::default(), catalog)
+}
+
+fn masks(rules: &MaskRules, sql: &str) -> Vec<Option<Mask>> {
+    plan(rules, &Catalog::default(), sql)
+        .unwrap()
+        .outputs
+        .into_iter()
+        .map(|o| o.mask.map(|m| m.mask))
+        .collect()
+}
+
+fn customers_catalog() -> Catalog {
+    let mut catalog = Catalog::default();
+    let columns = ["id", "name", "email", "ssn", "phone"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| CatalogColumn {
+            attnum: i as i16 + 1,
+            name: n.to_string(),
+            type_oid: 25,
+        })
+        .collect();
+    catalog.insert(CatalogRelation {
+        oid: 100,
+        schema: "public".into(),
+        name: "customers".into(),
+        columns,
+        ..CatalogRelation::default()
+    });
+    // CREATE VIEW public.contacts AS SELECT name, email AS e FROM customers
+    let def = analyze("SELECT customers.name, customers.email AS e FROM customers")
+        .unwrap()
+        .remove(0);
+    catalog.insert(CatalogRelation {
+        oid: 200,
+        schema: "public".into(),
+        name: "contacts".into(),
+        columns: vec![
+            CatalogColumn {
+                attnum: 1,
+                name: "name".into(),
+                type_oid: 25,
+            },
+            CatalogColumn {
+                attnum: 2,
+                name: "e".into(),
+                type_oid: 25,
+            },
+        ],
+        view: Some(def.outputs),
+        view_reads: def.read,
+    });
+    catalog.insert(CatalogRelation {
+        oid: 300,
+        schema: "public".into(),
+        name: "orders".into(),
+        columns: vec![CatalogColumn {
+            attnum: 1,
+            name: "amount".into(),
+            type_oid: 1700,
+        }],
+        ..CatalogRelation::default()
+    });
+    catalog.add_user_function("leak");
+    catalog
+}
+
+#[test]
+fn plain_and_computed_columns_get_their_source_mask() {
+    let rules = rules_for(&policy(""), &[]);
+    assert_eq!(
+        masks(
+            &rules,
+            "SELECT email, name, lower(email) AS l FROM customers"
+        ),
+        vec![Some(Mask::Email), None, Some(Mask::Email)]
+    );
+    assert_eq!(
+        masks(&rules, "SELECT user_password FROM accounts"),
+        vec![Some(Mask::Null)]
+    );
+    // Two different masks on one value: Null, which hides every value of every type.
+    assert_eq!(
+        masks(&rules, "SELECT email || ssn FROM customers"),
+        vec![Some(Mask::Null)]
+    );
+    assert_eq!(
+        masks(&rules, "SELECT c FROM customers c"),
+        vec![Some(Mask::Null)]
+    );
+    assert_eq!(masks(&rules, "SELECT count(*) FROM customers"), vec![None]);
+}
+
+#[test]
+fn exempt_subjects_see_raw_values() {
+    let rules = rules_for(&policy(""), &["pii-readers"]);
+    assert!(!rules.is_active());
+    let p = plan(&rules, &Catalog::default(), "SELECT email FROM customers").unwrap();
+    assert!(p.outputs.iter().all(|o| o.mask.is_none()));
+}
+
+#[test]
+fn hash_keys_come_from_the_secret_and_a_missing_one_fails() {
+    let rules = rules_for(&policy(""), &[]);
+    let plan = plan(&rules, &Catalog::default(), "SELECT phone FROM customers").unwrap();
+    let mask = plan.outputs[0].mask.as_ref().unwrap();
+    assert_eq!(mask.key.as_deref(), Some(&b"secret"[..]));
+    let missing = |_: &SecretKeyRef| -> Result<Arc<[u8]>, String> { Err("no k".into()) };
+    let err = MaskRules::for_identity(&policy(""), &Identity::default(), &missing).unwrap_err();
+    assert!(err.contains("no k"));
+}
+
+#[test]
+fn leak_paths_are_denied() {
+    let rules = rules_for(&policy(""), &[]);
+    let catalog = customers_catalog();
+    for sql in [
+        "INSERT INTO t SELECT email FROM customers",
+        "CREATE TABLE t AS SELECT * FROM customers",
+        "SELECT ssn INTO t FROM customers",
+        "COPY customers TO STDOUT",
+        "COPY (SELECT email FROM customers) TO '/tmp/x'",
+        "SELECT query_to_xml('select email from customers', true, true, '')",
+        "SELECT leak(1)",
+        "SELECT public.leak(1)",
+        "SELECT most_common_vals FROM pg_stats WHERE attname = 'ssn'",
+    ] {
+        let err = plan(&rules, &catalog, sql).expect_err(sql);
+        assert_eq!(err.rule, "pii", "{sql}");
+    }
+    for sql in [
+        "COPY orders TO STDOUT",
+        "INSERT INTO t SELECT name FROM customers",
+        "SELECT id FROM customers WHERE ssn = '1'",
+        "SELECT lower(name) FROM customers",
+    ] {
+        plan(&rules, &catalog, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+#[test]
+fn predicates_and_derived_columns_can_be_denied() {
+    let extra = "  predicates: Deny\n  derivedColumns: Deny\n";
+    let text = POLICY.replace("  exempt:", &format!("{extra}  exempt:"));
+    let p = render_all("t", &parse_manifests("t", &text).unwrap())
+        .unwrap()
+        .remove(0);
+    let rules = rules_for(&p, &[]);
+    let catalog = Catalog::default();
+    let err = plan(
+        &rules,
+        &catalog,
+        "SELECT id FROM customers WHERE ssn LIKE '1%'",
+    )
+    .unwrap_err();
+    assert!(err.message.contains("predicates"), "{err}");
+    let err = plan(&rules, &catalog, "SELECT lower(email) FROM customers").unwrap_err();
+    assert!(err.message.contains("derivedColumns"), "{err}");
+    plan(&rules, &catalog, "SELECT email FROM customers WHERE id = 1").unwrap();
+}
+
+#[test]
+fn views_are_followed_to_their_tables() {
+    let rules = rules_for(&policy(""), &[]);
+    let catalog = customers_catalog();
+    assert_eq!(
+        rules.stored(&catalog, 200, 2),
+        Stored::Known(Some(ResolvedMask {
+            mask: Mask::Email,
+            key: None,
+            columns: ["public.customers.email".to_string()].into(),
+            rules: ["pii".to_string()].into(),
+        }))
+    );
+    assert_eq!(rules.stored(&catalog, 200, 1), Stored::Known(None));
+    assert_eq!(rules.stored(&catalog, 999, 1), Stored::Unknown);
+    let p = plan(&rules, &catalog, "SELECT upper(e) FROM contacts").unwrap();
+    assert_eq!(
+        p.outputs[0].mask.as_ref().map(|m| &m.mask),
+        Some(&Mask::Email)
+    );
+}
+
+#[test]
+fn computed_fields_line_up_with_outputs_or_fall_back() {
+    let rules = rules_for(&policy(""), &[]);
+    let catalog = customers_catalog();
+    let p = plan(&rules, &catalog, "SELECT *, lower(email) FROM customers").unwrap();
+    let fields = p.for_fields(6);
+    assert_eq!(fields[5].as_ref().map(|m| &m.mask), Some(&Mask::Email));
+    // Unknown width: every computed field gets the fallback.
+    let p = plan(
+        &rules,
+        &Catalog::default(),
+        "SELECT *, lower(name) FROM customers",
+    )
+    .unwrap();
+    assert!(p.for_fields(6).iter().all(|m| m.is_some()));
+}
