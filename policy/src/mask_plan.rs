@@ -13,6 +13,9 @@ use crate::masking::{DerivedColumns, Detector, Mask, Predicates};
 use crate::model::SecretKeyRef;
 use crate::render::RenderedPolicy;
 
+/// Reads a `Hash` mask's key from its Secret.
+pub type KeyLookup<'a> = &'a dyn Fn(&SecretKeyRef) -> Result<Arc<[u8]>, String>;
+
 /// One column mask of a MaskingRule, compiled.
 #[derive(Clone, Debug)]
 struct ColumnRule {
@@ -102,7 +105,7 @@ impl MaskRules {
     pub fn for_identity(
         policy: &RenderedPolicy,
         identity: &Identity,
-        key_for: &dyn Fn(&SecretKeyRef) -> Result<Arc<[u8]>, String>,
+        key_for: KeyLookup<'_>,
     ) -> Result<MaskRules, String> {
         let mut rules = MaskRules::default();
         for selected in &policy.masking_rules {
@@ -380,7 +383,7 @@ impl MaskRules {
 
 fn hash_key(
     mask: &Mask,
-    key_for: &dyn Fn(&SecretKeyRef) -> Result<Arc<[u8]>, String>,
+    key_for: KeyLookup<'_>,
 ) -> Result<Option<Arc<[u8]>>, String> {
     match mask {
         Mask::Hash { key_secret_ref, .. } => key_for(key_secret_ref).map(Some),
@@ -405,10 +408,13 @@ fn view_outputs<'v>(
     }
 }
 
+type Hit = (String, Mask, Option<Arc<[u8]>>, String);
+
 /// Rules found for one result column.
 #[derive(Default)]
 struct Found {
-    hits: Vec<(String, Mask, Option<Arc<[u8]>>, String)>,
+    /// (rule, mask, key, stored column) per hit.
+    hits: Vec<Hit>,
 }
 
 impl Found {

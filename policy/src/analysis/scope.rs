@@ -443,7 +443,7 @@ impl<'p> Scope<'p> {
         match parts {
             [] => true,
             [column] => {
-                if self.source(&[column.clone()]).is_some() {
+                if self.source(std::slice::from_ref(column)).is_some() {
                     return true;
                 }
                 match self.levels().find(|l| !l.sources.is_empty()) {
