@@ -524,7 +524,7 @@ fn target_relation(target: &Source) -> RelationName {
     match &target.kind {
         SourceKind::Table { relation, .. } => relation.clone(),
         // `target` only builds tables.
-        SourceKind::Shaped(_) | SourceKind::Function => RelationName {
+        SourceKind::Shaped(_) | SourceKind::Function(_) => RelationName {
             schema: None,
             name: target.name.clone(),
         },

@@ -168,11 +168,22 @@ impl Walker<'_> {
         if kind != QueryKind::InsertSource {
             self.facts.op(Operation::Select);
         }
-        self.exprs(rows, &Scope::child(Some(scope)));
-        let mut shape = Shape::default();
+        let scope = Scope::child(Some(scope));
         let width = rows.first().map_or(0, |row| row.content.len());
-        for i in 1..=width {
-            shape.named(Some(format!("column{i}")), Vec::new(), true);
+        let mut columns: Vec<Vec<ColumnName>> = vec![Vec::new(); width];
+        for row in rows {
+            for (i, expr) in row.content.iter().enumerate() {
+                let read = self.capture(|w| w.exprs(expr, &scope));
+                match columns.get_mut(i) {
+                    Some(column) => column.extend(read),
+                    // Rows of unequal width: the server rejects them; keep what they read.
+                    None => columns.push(read),
+                }
+            }
+        }
+        let mut shape = Shape::default();
+        for (i, read) in columns.into_iter().enumerate() {
+            shape.named(Some(format!("column{}", i + 1)), read, true);
         }
         shape
     }
@@ -515,9 +526,9 @@ impl Walker<'_> {
                 if let Some(args) = args {
                     let TableFunctionArgs { args, settings } = args;
                     self.reject(settings.is_some(), "SETTINGS");
-                    self.exprs(args, &lateral(sources));
+                    let read = self.capture(|w| w.exprs(args, &lateral(sources)));
                     let function = alias_name.unwrap_or_else(|| function_source_name(name));
-                    sources.push(Source::function(function));
+                    sources.push(Source::function(function, read));
                     return;
                 }
                 let Some(parts) = names::parts(name) else {
@@ -572,11 +583,11 @@ impl Walker<'_> {
                 with_ordinality: _,
                 alias,
             } => {
-                self.exprs(args, &lateral(sources));
+                let read = self.capture(|w| w.exprs(args, &lateral(sources)));
                 let function = alias
                     .as_ref()
                     .map_or_else(|| function_source_name(name), |a| names::ident(&a.name));
-                sources.push(Source::function(function));
+                sources.push(Source::function(function, read));
             }
             TableFactor::UNNEST {
                 alias,
@@ -586,11 +597,11 @@ impl Walker<'_> {
                 with_ordinality: _,
             } => {
                 self.reject(*with_offset || with_offset_alias.is_some(), "WITH OFFSET");
-                self.exprs(array_exprs, &lateral(sources));
+                let read = self.capture(|w| w.exprs(array_exprs, &lateral(sources)));
                 let function = alias
                     .as_ref()
                     .map_or_else(|| "unnest".into(), |a| names::ident(&a.name));
-                sources.push(Source::function(function));
+                sources.push(Source::function(function, read));
             }
             TableFactor::JsonTable {
                 json_expr,
@@ -598,11 +609,11 @@ impl Walker<'_> {
                 columns: _,
                 alias,
             } => {
-                self.exprs(json_expr, &lateral(sources));
+                let read = self.capture(|w| w.exprs(json_expr, &lateral(sources)));
                 let function = alias
                     .as_ref()
                     .map_or_else(|| "json_table".into(), |a| names::ident(&a.name));
-                sources.push(Source::function(function));
+                sources.push(Source::function(function, read));
             }
             TableFactor::XmlTable {
                 namespaces,
@@ -612,14 +623,16 @@ impl Walker<'_> {
                 alias,
             } => {
                 let scope = lateral(sources);
-                self.exprs(namespaces, &scope);
-                self.exprs(row_expression, &scope);
-                self.exprs(passing, &scope);
-                self.exprs(columns, &scope);
+                let read = self.capture(|w| {
+                    w.exprs(namespaces, &scope);
+                    w.exprs(row_expression, &scope);
+                    w.exprs(passing, &scope);
+                    w.exprs(columns, &scope);
+                });
                 let function = alias
                     .as_ref()
                     .map_or_else(|| "xmltable".into(), |a| names::ident(&a.name));
-                sources.push(Source::function(function));
+                sources.push(Source::function(function, read));
             }
             TableFactor::NestedJoin {
                 table_with_joins,

@@ -263,8 +263,8 @@ pub(super) enum SourceKind {
     },
     /// A derived table or CTE.
     Shaped(Shape),
-    /// A set-returning function; its columns are not stored data.
-    Function,
+    /// A set-returning function: its columns are computed from what its arguments read.
+    Function(Vec<ColumnName>),
 }
 
 #[derive(Clone, Debug)]
@@ -300,11 +300,11 @@ impl Source {
         }
     }
 
-    pub fn function(name: String) -> Source {
+    pub fn function(name: String, read: Vec<ColumnName>) -> Source {
         Source {
             name,
             table: None,
-            kind: SourceKind::Function,
+            kind: SourceKind::Function(read),
         }
     }
 
@@ -328,7 +328,7 @@ impl Source {
                 column: if *renamed { "*".into() } else { column.into() },
             }],
             SourceKind::Shaped(shape) => shape.resolve(column),
-            SourceKind::Function => Vec::new(),
+            SourceKind::Function(read) => read.clone(),
         }
     }
 
@@ -337,7 +337,7 @@ impl Source {
         match &self.kind {
             SourceKind::Table { .. } => false,
             SourceKind::Shaped(shape) => shape.is_derived(column),
-            SourceKind::Function => true,
+            SourceKind::Function(_) => true,
         }
     }
 
@@ -349,7 +349,7 @@ impl Source {
                 column: "*".into(),
             }],
             SourceKind::Shaped(shape) => shape.all_columns(),
-            SourceKind::Function => Vec::new(),
+            SourceKind::Function(read) => read.clone(),
         }
     }
 
@@ -366,14 +366,14 @@ impl Source {
                 },
             ),
             SourceKind::Shaped(inner) => shape.extend(inner.clone()),
-            SourceKind::Function => shape.star(Vec::new(), None),
+            SourceKind::Function(read) => shape.star(read.clone(), None),
         }
         shape
     }
 
     fn may_have(&self, column: &str) -> bool {
         match &self.kind {
-            SourceKind::Table { .. } | SourceKind::Function => true,
+            SourceKind::Table { .. } | SourceKind::Function(_) => true,
             SourceKind::Shaped(shape) => shape.may_have(column),
         }
     }
