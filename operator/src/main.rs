@@ -15,6 +15,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print the CustomResourceDefinitions (DatabasePolicy, MaskingRule, ApprovalRequest) as
+    /// multi-document YAML: what `crds/` holds and the chart installs.
+    Crds {
+        /// Write one file per CRD (`<name>.yaml`) into this directory instead of printing.
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+    },
     /// Print the rendered policy JSON that sidecars would enforce, without a cluster.
     Render {
         /// DatabasePolicy and MaskingRule YAML files (multi-document files are fine).
@@ -27,6 +34,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Render { files } => render(&files),
+        Command::Crds { output_dir } => crds(output_dir.as_deref()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -46,5 +54,19 @@ fn render(files: &[PathBuf]) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&rendered).context("serialising")?
     };
     println!("{out}");
+    Ok(())
+}
+
+fn crds(output_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use palisade_policy::crd::{crd_file, crd_file_name};
+    let Some(dir) = output_dir else {
+        print!("{}", palisade_policy::crds_yaml()?);
+        return Ok(());
+    };
+    for crd in palisade_policy::crds()? {
+        let path = dir.join(crd_file_name(&crd));
+        std::fs::write(&path, crd_file(&crd)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }

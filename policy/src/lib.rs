@@ -21,8 +21,8 @@ pub mod shape;
 mod validate;
 
 pub use crd::{
-    ApprovalRequestSpec, ApprovalRequestStatus, ApprovalState, Condition, ConditionStatus,
-    DatabasePolicyStatus, ApprovalDecision, Requester, Verdict,
+    ApprovalDecision, ApprovalRequestSpec, ApprovalRequestStatus, ApprovalState, Condition,
+    ConditionStatus, DatabasePolicyStatus, Requester, Verdict,
 };
 #[cfg(feature = "kube")]
 pub use crd::{ApprovalRequest, CrdError, DatabasePolicy, MaskingRule, crds, crds_yaml};

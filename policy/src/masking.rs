@@ -8,6 +8,37 @@ use crate::selector::LabelSelector;
 
 /// Masks sensitive values in result rows as they stream through the sidecar.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(
+    feature = "kube",
+    derive(kube::CustomResource),
+    kube(
+        group = "palisade.dev",
+        version = "v1alpha1",
+        kind = "MaskingRule",
+        namespaced,
+        shortname = "maskrule",
+        category = "palisade",
+        derive = "PartialEq",
+        doc = "Masks sensitive values in result rows as they stream through the sidecars of the DatabasePolicies it selects.",
+        printcolumn(
+            name = "Derived",
+            type_ = "string",
+            json_path = ".spec.derivedColumns",
+            description = "What happens to results computed from masked columns"
+        ),
+        printcolumn(
+            name = "Predicates",
+            type_ = "string",
+            json_path = ".spec.predicates",
+            description = "Whether masked columns may be used in WHERE/JOIN/ORDER BY/GROUP BY"
+        ),
+        printcolumn(
+            name = "Age",
+            type_ = "date",
+            json_path = ".metadata.creationTimestamp"
+        )
+    )
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MaskingRuleSpec {
     /// DatabasePolicies in this namespace this rule applies to; empty selects all.
@@ -37,6 +68,7 @@ pub struct ColumnMask {
     pub table: String,
     /// Column name glob.
     pub column: String,
+    /// How the column's values are replaced.
     #[serde(deserialize_with = "deserialize_mask")]
     pub mask: Mask,
 }
@@ -44,6 +76,7 @@ pub struct ColumnMask {
 /// How a value is replaced. A masked value is always a valid value of the column's type;
 /// where the mask cannot be expressed in that type, it is NULL.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "kube", schemars(transform = crate::crd::structural_mask_schema))]
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum Mask {
     Null,
@@ -88,18 +121,21 @@ pub enum TruncateTo {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Detector {
+    /// Kinds of sensitive content to look for in values.
     pub entities: Vec<Entity>,
+    /// How a detected value is replaced.
     #[serde(deserialize_with = "deserialize_mask")]
     pub mask: Mask,
 }
 
 /// YAML reads `type: Null` as a null value, not the string "Null"; users write it as the
-/// SPEC does, so a null `type` means the `Null` mask.
+/// SPEC does, so a null `type` means the `Null` mask. The API server drops null fields its
+/// schema does not keep, so a mask stored without `type` is `Null` too (the strictest mask).
 fn deserialize_mask<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Mask, D::Error> {
     use serde::de::Error;
     let mut value = serde_json::Value::deserialize(d)?;
     if let Some(obj) = value.as_object_mut()
-        && obj.get("type").is_some_and(|t| t.is_null())
+        && obj.get("type").is_none_or(|t| t.is_null())
     {
         obj.insert("type".into(), "Null".into());
     }

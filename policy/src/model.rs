@@ -13,6 +13,58 @@ use crate::selector::LabelSelector;
 /// reaches and authenticates to the database, which statements are allowed, held for
 /// approval or denied, and what is audited.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(
+    feature = "kube",
+    derive(kube::CustomResource),
+    kube(
+        group = "palisade.dev",
+        version = "v1alpha1",
+        kind = "DatabasePolicy",
+        namespaced,
+        status = "crate::crd::DatabasePolicyStatus",
+        shortname = "dbpolicy",
+        category = "palisade",
+        derive = "PartialEq",
+        doc = "Governs how workloads reach one PostgreSQL database. The operator renders it, with the MaskingRules that select it, into the ConfigMap palisade-policy-<name> that injected sidecars enforce.",
+        printcolumn(
+            name = "Ready",
+            type_ = "string",
+            json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+            description = "Whether the policy is rendered and everything it references exists"
+        ),
+        printcolumn(
+            name = "Rules",
+            type_ = "integer",
+            json_path = ".status.ruleCount",
+            description = "Number of rules in the policy"
+        ),
+        printcolumn(
+            name = "Injected",
+            type_ = "integer",
+            json_path = ".status.injectedPods",
+            description = "Pods whose sidecar enforces this policy"
+        ),
+        printcolumn(
+            name = "Host",
+            type_ = "string",
+            json_path = ".spec.database.host",
+            priority = 1,
+            description = "The upstream database host"
+        ),
+        printcolumn(
+            name = "Reason",
+            type_ = "string",
+            json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+            priority = 1,
+            description = "Why the policy is or is not ready"
+        ),
+        printcolumn(
+            name = "Age",
+            type_ = "date",
+            json_path = ".metadata.creationTimestamp"
+        )
+    )
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DatabasePolicySpec {
     /// Pods in this namespace that get a sidecar enforcing this policy.
@@ -112,6 +164,7 @@ pub enum TlsMode {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretRef {
+    /// Name of a Secret in the policy's namespace.
     pub name: String,
 }
 
@@ -119,7 +172,9 @@ pub struct SecretRef {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretKeyRef {
+    /// Name of a Secret in the policy's namespace.
     pub name: String,
+    /// Key within the Secret.
     pub key: String,
 }
 
@@ -127,6 +182,7 @@ pub struct SecretKeyRef {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Identity {
+    /// Accept OIDC ID tokens from one issuer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<Oidc>,
 }
@@ -136,13 +192,17 @@ pub struct Identity {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Oidc {
+    /// The token issuer (`iss` claim), e.g. `https://login.example.com/`.
     pub issuer: String,
+    /// Accepted `aud` values; empty accepts any audience.
     #[serde(default)]
     pub audiences: Vec<String>,
     /// The issuer's JSON Web Key Set, so tokens verify with no network access.
     pub jwks_secret_ref: SecretKeyRef,
+    /// Claim that names the user.
     #[serde(default = "default_username_claim")]
     pub username_claim: String,
+    /// Claim that lists the user's groups.
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,
     /// When true, connections without a valid token are refused.
@@ -178,8 +238,11 @@ pub enum ParseErrorAction {
 pub struct Rule {
     /// Unique within the policy; named in errors, audit events and approval requests.
     pub name: String,
+    /// Conditions a statement must meet for this rule to decide it; empty matches every
+    /// statement.
     #[serde(default, rename = "match")]
     pub match_: RuleMatch,
+    /// Allow, Deny, or RequireApproval (held until approvers decide; needs `approval`).
     pub action: RuleAction,
     /// Shown to the client when the rule denies a statement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -193,6 +256,7 @@ pub struct Rule {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RuleMatch {
+    /// Statement operations (Select, Update, Drop, …); any listed one matches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operations: Vec<Operation>,
     /// Only UPDATE/DELETE without an effective WHERE (a tautology counts as none).
@@ -204,6 +268,7 @@ pub struct RuleMatch {
     /// Globs on `schema.table.column`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<String>,
+    /// Who the rule applies to; absent applies to everyone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subjects: Option<Subjects>,
 }
@@ -268,8 +333,10 @@ pub enum RuleAction {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Approval {
+    /// Who may decide. The requester never approves their own statement.
     #[serde(default)]
     pub approvers: Approvers,
+    /// Distinct approvers needed before the statement runs.
     #[serde(default = "one")]
     pub min_approvals: u32,
     /// How long the statement is held waiting for a decision, e.g. `5m`.
@@ -295,8 +362,10 @@ fn default_grant_ttl() -> String {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Approvers {
+    /// Members of these groups (as the API server or the OIDC token says) may approve.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// These users may approve.
     #[serde(default)]
     pub users: Vec<String>,
 }
@@ -329,15 +398,19 @@ fn default_max_statement_bytes() -> u64 {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Audit {
+    /// Which statements are recorded: All, Decisions (deny, approval, masking only) or None.
     #[serde(default)]
     pub statements: AuditStatements,
+    /// How statement text is recorded: Full, Redacted (literals replaced by `$n`) or None.
     #[serde(default)]
     pub statement_text: StatementText,
+    /// Also publish decisions as Kubernetes Events: None or Decisions.
     #[serde(default)]
     pub kubernetes_events: KubernetesEvents,
     /// Record the upstream snapshot (txid, WAL LSN) of each transaction.
     #[serde(default)]
     pub data_version: bool,
+    /// Where audit events go; each entry sets one of stdout, file, http.
     #[serde(default = "default_sinks")]
     pub sinks: Vec<Sink>,
 }
@@ -389,10 +462,13 @@ pub enum KubernetesEvents {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Sink {
+    /// One JSON object per line on the sidecar's standard output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdout: Option<StdoutSink>,
+    /// Append JSON lines to a file in the sidecar's filesystem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileSink>,
+    /// POST events to an HTTP endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpSink>,
 }
@@ -404,12 +480,14 @@ pub struct StdoutSink {}
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileSink {
+    /// Absolute path of the JSON-lines file.
     pub path: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpSink {
+    /// Endpoint that receives the events.
     pub url: String,
     /// Secret whose keys become HTTP headers (for example `Authorization`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
