@@ -43,7 +43,7 @@ except ImportError as exc:  # pragma: no cover - depends on the machine
 
 
 def merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
-    """Deep-merge `extra` into `into`, as several --set flags combine in helm."""
+    """Deep-merge `extra` into `into` (--set over --values-json, as helm puts --set over -f)."""
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict):
             merge(into[key], value)
@@ -55,8 +55,10 @@ def user_values(args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if args.values_json:
         merge(values, json.loads(args.values_json))
-    for expression in args.set or []:
-        merge(values, helm.parse_set_string(expression))
+    if args.set:
+        # One expression, as helm itself folds every --set into the same map: list items set
+        # by index in separate flags (a[0].b=1 --set a[0].c=2) end up in one item.
+        merge(values, helm.parse_set_string(",".join(args.set)))
     return values
 
 

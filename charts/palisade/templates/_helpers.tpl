@@ -74,3 +74,24 @@ self-managed
 {{- fail (printf "webhook.tls.mode must be selfManaged or certManager, not %q" .Values.webhook.tls.mode) -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+ResourceRequirements as JSON with every quantity a string. The operator parses this with the
+Kubernetes API types, where a quantity is a string; `--set sidecar.resources.limits.cpu=1` or
+`cpu: 1` in a values file would otherwise arrive as a number.
+*/}}
+{{- define "palisade.resourcesJson" -}}
+{{- $out := dict -}}
+{{- range $section, $content := . -}}
+{{- if and (has $section (list "limits" "requests")) (kindIs "map" $content) -}}
+{{- $quantities := dict -}}
+{{- range $name, $quantity := $content -}}
+{{- $_ := set $quantities $name (toString $quantity) -}}
+{{- end -}}
+{{- $_ := set $out $section $quantities -}}
+{{- else -}}
+{{- $_ := set $out $section $content -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
