@@ -149,6 +149,8 @@ fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
             .zip(y)
             .enumerate()
             .find_map(|(i, (l, r))| first_difference(l, r, &format!("{path}[{i}]"))),
+        // JSON Schema bounds are f64 in k8s-openapi: 65535 comes back as 65535.0.
+        (Value::Number(x), Value::Number(y)) if x.as_f64() == y.as_f64() => None,
         _ if a == b => None,
         _ => Some(format!("{path}: {a} vs {b}")),
     }
@@ -247,7 +249,7 @@ impl Rendered {
 }
 
 /// (API group, resource, verb) triples; resourceNames must not appear (the contract has none).
-fn rule_set(rules: &[PolicyRule]) -> BTreeSet<(String, String, String)> {
+fn rule_set(rules: &[PolicyRule]) -> Grants {
     let mut set = BTreeSet::new();
     for rule in rules {
         assert!(
@@ -266,7 +268,20 @@ fn rule_set(rules: &[PolicyRule]) -> BTreeSet<(String, String, String)> {
     set
 }
 
-fn expand(grants: &[(&str, &[&str], &[&str])]) -> BTreeSet<(String, String, String)> {
+type Grants = BTreeSet<(String, String, String)>;
+
+fn assert_same_grants(what: &str, chart: Grants, contract: Grants) {
+    let extra: Vec<_> = chart.difference(&contract).collect();
+    let missing: Vec<_> = contract.difference(&chart).collect();
+    assert!(
+        extra.is_empty() && missing.is_empty(),
+        "the chart's {what} differs from the operator contract's list \
+         (group, resource, verb):\n  granted beyond the contract: {extra:?}\n  \
+         missing: {missing:?}"
+    );
+}
+
+fn expand(grants: &[(&str, &[&str], &[&str])]) -> Grants {
     let mut set = BTreeSet::new();
     for (group, resources, verbs) in grants {
         for resource in *resources {
@@ -279,7 +294,7 @@ fn expand(grants: &[(&str, &[&str], &[&str])]) -> BTreeSet<(String, String, Stri
 }
 
 /// The operator's cluster-wide permissions, as /work/notes/operator-contract.md lists them.
-fn contract_cluster_rules() -> BTreeSet<(String, String, String)> {
+fn contract_cluster_rules() -> Grants {
     const READ: &[&str] = &["get", "list", "watch"];
     expand(&[
         ("palisade.dev", &["databasepolicies", "maskingrules"], READ),
@@ -316,7 +331,7 @@ fn contract_cluster_rules() -> BTreeSet<(String, String, String)> {
 }
 
 /// The operator's permissions in its own namespace.
-fn contract_namespace_rules() -> BTreeSet<(String, String, String)> {
+fn contract_namespace_rules() -> Grants {
     const WRITE: &[&str] = &["get", "list", "watch", "create", "update", "patch"];
     expand(&[
         ("", &["secrets"], WRITE),
@@ -844,17 +859,17 @@ fn rbac_is_exactly_the_operator_contract() {
         cluster_role.metadata.name.as_deref(),
         Some("palisade-operator")
     );
-    assert_eq!(
+    assert_same_grants(
+        "ClusterRole",
         rule_set(cluster_role.rules.as_deref().unwrap()),
         contract_cluster_rules(),
-        "ClusterRole differs from the contract's list"
     );
     let role = &r.roles[0];
     assert_eq!(role.metadata.namespace.as_deref(), Some(RELEASE_NAMESPACE));
-    assert_eq!(
+    assert_same_grants(
+        "Role",
         rule_set(role.rules.as_deref().unwrap()),
         contract_namespace_rules(),
-        "Role differs from the contract's list"
     );
     assert!(cluster_role.aggregation_rule.is_none());
 
