@@ -300,7 +300,8 @@ mod kube_parts {
     }
 
     /// How `crds/` is regenerated; named in the generated files and the drift test.
-    pub const REGENERATE: &str = "cargo run -p palisade-operator -- crds --output-dir crds";
+    pub const REGENERATE: &str =
+        "cargo run -p palisade-operator --bin palisade-operator -- crds --output-dir crds";
 
     /// The file under `crds/` that holds `crd`: `<crd name>.yaml`.
     pub fn crd_file_name(crd: &CustomResourceDefinition) -> String {
