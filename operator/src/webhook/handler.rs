@@ -1,0 +1,146 @@
+//! The AdmissionReview endpoint: decode, decide with [`inject`], answer.
+//!
+//! The webhook must never be why a pod cannot be created: whatever goes wrong inside (no
+//! policies loaded yet, a policy that does not render, a patch that cannot be serialised), the
+//! answer is `allowed` — with the reason annotated on opted-in pods and sent back as a warning
+//! — never a denial. Only a body that is not an AdmissionReview gets an HTTP error (400).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use tracing::{debug, error, info};
+
+use super::inject::{InjectConfig, InjectOutcome, inject, opted_in, pod_display_name, skip};
+use super::policies::Policies;
+
+/// Pods with large annotations (`kubectl.kubernetes.io/last-applied-configuration`) make big
+/// reviews; the API server itself caps requests at 3 MiB.
+const MAX_BODY: usize = 8 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct WebhookState {
+    pub config: Arc<InjectConfig>,
+    pub policies: Policies,
+}
+
+/// `POST /inject` (pods, CREATE) and `GET /healthz`.
+pub fn router(state: WebhookState) -> Router {
+    Router::new()
+        .route("/inject", post(inject_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+async fn inject_handler(State(state): State<WebhookState>, body: Bytes) -> Response {
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            debug!(error = %e, "request body is not an AdmissionReview");
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("request body is not an AdmissionReview: {e}\n"),
+            )
+                .into_response();
+        }
+    };
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    Json(review_request(&state, &request).await.into_review()).into_response()
+}
+
+/// The answer to one admission request.
+pub async fn review_request(
+    state: &WebhookState,
+    request: &AdmissionRequest<DynamicObject>,
+) -> AdmissionResponse {
+    let response = AdmissionResponse::from(request);
+    // The webhook configuration routes only pod CREATEs here; anything else (a broadened
+    // rule, a subresource) passes untouched.
+    let is_pod = request.kind.group.is_empty() && request.kind.kind == "Pod";
+    if !is_pod || request.operation != Operation::Create || request.sub_resource.is_some() {
+        debug!(uid = %request.uid, kind = %request.kind.kind, "not a pod creation; allowed unchanged");
+        return response;
+    }
+    let Some(object) = &request.object else {
+        return response;
+    };
+    let pod: Pod = match serde_json::to_value(object).and_then(serde_json::from_value) {
+        Ok(p) => p,
+        Err(e) => {
+            error!(uid = %request.uid, error = %e, "pod in the review does not parse; allowed unchanged");
+            return response;
+        }
+    };
+    if !opted_in(&pod) {
+        return response;
+    }
+    // Pods sent without metadata.namespace get the request's namespace from the API server.
+    let namespace = request
+        .namespace
+        .clone()
+        .or_else(|| pod.metadata.namespace.clone())
+        .unwrap_or_else(|| "default".to_string());
+    let name = pod_display_name(&pod);
+    let labels: BTreeMap<String, String> = pod.metadata.labels.clone().unwrap_or_default();
+    let outcome = match state.policies.matching(&namespace, &labels).await {
+        Ok(policies) => inject(&pod, &policies, &state.config),
+        Err(reason) => skip(&pod, reason),
+    };
+    respond(response, outcome, &namespace, &name)
+}
+
+fn respond(
+    mut response: AdmissionResponse,
+    outcome: InjectOutcome,
+    namespace: &str,
+    name: &str,
+) -> AdmissionResponse {
+    let (patch, warnings) = match outcome {
+        InjectOutcome::Patch { patch, warnings } => {
+            info!(namespace, pod = name, "injecting the sidecar");
+            (patch, warnings)
+        }
+        InjectOutcome::Skip { reason, patch } => {
+            let warnings = if reason.annotates() {
+                info!(namespace, pod = name, %reason, "not injecting the sidecar");
+                vec![format!(
+                    "palisade: no sidecar for pod {namespace}/{name}: {reason}"
+                )]
+            } else {
+                debug!(namespace, pod = name, %reason, "not injecting the sidecar");
+                Vec::new()
+            };
+            (patch, warnings)
+        }
+    };
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    if patch.0.is_empty() {
+        return response;
+    }
+    let fallback = response.clone();
+    match response.with_patch(patch) {
+        Ok(r) => r,
+        Err(e) => {
+            error!(namespace, pod = name, error = %e, "serialising the patch");
+            let mut r = fallback;
+            r.warnings.get_or_insert_with(Vec::new).push(format!(
+                "palisade: no sidecar for pod {namespace}/{name}: {e}"
+            ));
+            r
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Which DatabasePolicies select a pod, and their rendered hashes.
+//!
+//! The webhook keeps reflector caches of DatabasePolicies and MaskingRules (cluster-wide)
+//! instead of listing them per admission: a Deployment scaled to 100 replicas sends 100 reviews
+//! at once, each with a 5 s budget (`timeoutSeconds`), and per-review LISTs would put that
+//! burst on the API server and its latency into every pod creation. Watches keep the cache
+//! seconds-fresh; until the first full list has arrived, reviews wait briefly and then skip
+//! with a reason instead of injecting against an empty cache.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use palisade_policy::{
+    DatabasePolicy, Manifest, MaskingRule, ObjectMeta, PolicyError, RenderedPolicy, render_all,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::inject::{MatchedPolicy, SkipReason, matching_policies};
+
+/// How long a review waits for the caches' first sync.
+const SYNC_WAIT: Duration = Duration::from_secs(2);
+
+/// Renders one DatabasePolicy with the MaskingRules of its namespace, exactly as the
+/// controller does for the ConfigMap, so `policyHash` in the pod annotation equals the one in
+/// the policy's status and in audit events.
+pub fn render_policy(
+    policy: &DatabasePolicy,
+    rules: &[Arc<MaskingRule>],
+) -> Result<RenderedPolicy, PolicyError> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let meta = |name: String, labels: &BTreeMap<String, String>, generation| ObjectMeta {
+        name,
+        namespace: namespace.clone(),
+        labels: labels.clone(),
+        generation,
+    };
+    let mut manifests = vec![Manifest::DatabasePolicy {
+        metadata: meta(
+            policy.name_any(),
+            policy.labels(),
+            policy.metadata.generation,
+        ),
+        spec: policy.spec.clone(),
+    }];
+    manifests.extend(
+        rules
+            .iter()
+            .filter(|r| r.namespace().as_deref() == Some(namespace.as_str()))
+            .map(|r| Manifest::MaskingRule {
+                metadata: meta(r.name_any(), r.labels(), r.metadata.generation),
+                spec: r.spec.clone(),
+            }),
+    );
+    let origin = format!("DatabasePolicy {namespace}/{}", policy.name_any());
+    render_all(&origin, &manifests)?
+        .into_iter()
+        .next()
+        .ok_or(PolicyError::NoPolicy { origin })
+}
+
+/// Where reviews find policies.
+#[derive(Clone)]
+pub enum Policies {
+    /// Reflector caches of the cluster (the webhook server).
+    Cache {
+        policies: Store<DatabasePolicy>,
+        rules: Store<MaskingRule>,
+    },
+    /// Fixed rendered policies (tests, offline use).
+    Static(Arc<Vec<RenderedPolicy>>),
+}
+
+impl Policies {
+    /// Starts watching DatabasePolicies and MaskingRules in every namespace until `shutdown`.
+    pub fn watch(client: Client, shutdown: CancellationToken) -> Self {
+        Policies::Cache {
+            policies: cache(Api::<DatabasePolicy>::all(client.clone()), shutdown.clone()),
+            rules: cache(Api::<MaskingRule>::all(client), shutdown),
+        }
+    }
+
+    /// The policies of `namespace` selecting `labels`, sorted by name. A policy that selects
+    /// the pod but does not render fails the lookup: injecting without it would leave the app
+    /// with no listener on that policy's port and no explanation.
+    pub async fn matching(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<MatchedPolicy>, SkipReason> {
+        let (policies, rules) = match self {
+            Policies::Static(docs) => return Ok(matching_policies(namespace, labels, docs.iter())),
+            Policies::Cache { policies, rules } => (policies, rules),
+        };
+        let synced = async {
+            policies.wait_until_ready().await.is_ok() && rules.wait_until_ready().await.is_ok()
+        };
+        if tokio::time::timeout(SYNC_WAIT, synced).await != Ok(true) {
+            return Err(SkipReason::Failed {
+                message: "the webhook has not loaded DatabasePolicies and MaskingRules from the API server yet".into(),
+            });
+        }
+        let rules: Vec<Arc<MaskingRule>> =
+            rules.state_filter(|r| r.namespace().as_deref() == Some(namespace));
+        let mut out = Vec::new();
+        for p in policies.state_filter(|p| {
+            p.namespace().as_deref() == Some(namespace) && p.spec.pod_selector.matches(labels)
+        }) {
+            let doc = render_policy(&p, &rules).map_err(|e| SkipReason::Failed {
+                message: format!("DatabasePolicy {} does not render: {e}", p.name_any()),
+            })?;
+            out.push(MatchedPolicy::from_rendered(&doc));
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+fn cache<K>(api: Api<K>, shutdown: CancellationToken) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .boxed();
+    tokio::spawn(async move {
+        let kind = K::kind(&());
+        let mut stream = stream;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                event = stream.next() => match event {
+                    None => return,
+                    Some(Err(e)) => debug!(%kind, error = %e, "watch error; retrying"),
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+    });
+    reader
+}
