@@ -248,19 +248,28 @@ impl Rendered {
     }
 }
 
-/// (API group, resource, verb) triples; resourceNames must not appear (the contract has none).
+/// One permission: (API group, resource, verb, object name), the name `*` where the rule has no
+/// resourceNames.
+type Grants = BTreeSet<(String, String, String, String)>;
+
 fn rule_set(rules: &[PolicyRule]) -> Grants {
     let mut set = BTreeSet::new();
     for rule in rules {
         assert!(
-            rule.resource_names.is_none() && rule.non_resource_urls.is_none(),
+            rule.non_resource_urls.is_none(),
             "unexpected rule shape: {rule:?}"
         );
+        let names = match &rule.resource_names {
+            Some(names) => names.clone(),
+            None => vec!["*".to_string()],
+        };
         for group in rule.api_groups.iter().flatten() {
             for resource in rule.resources.iter().flatten() {
                 for verb in &rule.verbs {
-                    let triple = (group.clone(), resource.clone(), verb.clone());
-                    assert!(set.insert(triple), "duplicate grant in {rule:?}");
+                    for name in &names {
+                        let grant = (group.clone(), resource.clone(), verb.clone(), name.clone());
+                        assert!(set.insert(grant), "duplicate grant in {rule:?}");
+                    }
                 }
             }
         }
@@ -268,64 +277,80 @@ fn rule_set(rules: &[PolicyRule]) -> Grants {
     set
 }
 
-type Grants = BTreeSet<(String, String, String)>;
-
 fn assert_same_grants(what: &str, chart: Grants, contract: Grants) {
     let extra: Vec<_> = chart.difference(&contract).collect();
     let missing: Vec<_> = contract.difference(&chart).collect();
     assert!(
         extra.is_empty() && missing.is_empty(),
         "the chart's {what} differs from the operator contract's list \
-         (group, resource, verb):\n  granted beyond the contract: {extra:?}\n  \
+         (group, resource, verb, name):\n  granted beyond the contract: {extra:?}\n  \
          missing: {missing:?}"
     );
 }
 
-fn expand(grants: &[(&str, &[&str], &[&str])]) -> Grants {
+/// (group, resources, verbs, object name or `*`) rows, expanded.
+fn expand(grants: &[(&str, &[&str], &[&str], &str)]) -> Grants {
     let mut set = BTreeSet::new();
-    for (group, resources, verbs) in grants {
+    for (group, resources, verbs, name) in grants {
         for resource in *resources {
             for verb in *verbs {
-                set.insert((group.to_string(), resource.to_string(), verb.to_string()));
+                set.insert((
+                    group.to_string(),
+                    resource.to_string(),
+                    verb.to_string(),
+                    name.to_string(),
+                ));
             }
         }
     }
     set
 }
 
-/// The operator's cluster-wide permissions, as /work/notes/operator-contract.md lists them.
-fn contract_cluster_rules() -> Grants {
+/// The operator's cluster-wide permissions, as /work/notes/operator-contract.md lists them, with
+/// one narrowing: the webhook configuration rule names the chart's own configuration (the
+/// operator reads it by name and watches it with a metadata.name field selector).
+fn contract_cluster_rules(webhook_configuration: &str) -> Grants {
     const READ: &[&str] = &["get", "list", "watch"];
     expand(&[
-        ("palisade.dev", &["databasepolicies", "maskingrules"], READ),
+        (
+            "palisade.dev",
+            &["databasepolicies", "maskingrules"],
+            READ,
+            "*",
+        ),
         (
             "palisade.dev",
             &["databasepolicies/status"],
             &["get", "patch"],
+            "*",
         ),
         (
             "palisade.dev",
             &["approvalrequests"],
             &["get", "list", "watch", "create"],
+            "*",
         ),
         (
             "",
             &["configmaps"],
             &["get", "list", "watch", "create", "patch", "delete"],
+            "*",
         ),
-        ("", &["pods"], &["get", "list", "watch", "patch"]),
-        ("", &["secrets"], &["get"]),
-        ("", &["events"], &["create", "patch"]),
-        ("events.k8s.io", &["events"], &["create", "patch"]),
+        ("", &["pods"], &["get", "list", "watch", "patch"], "*"),
+        ("", &["secrets"], &["get"], "*"),
+        ("", &["events"], &["create", "patch"], "*"),
+        ("events.k8s.io", &["events"], &["create", "patch"], "*"),
         (
             "rbac.authorization.k8s.io",
             &["roles", "rolebindings"],
             &["get", "list", "watch", "create", "patch", "delete"],
+            "*",
         ),
         (
             "admissionregistration.k8s.io",
             &["mutatingwebhookconfigurations"],
             &["get", "list", "watch", "patch"],
+            webhook_configuration,
         ),
     ])
 }
@@ -334,8 +359,8 @@ fn contract_cluster_rules() -> Grants {
 fn contract_namespace_rules() -> Grants {
     const WRITE: &[&str] = &["get", "list", "watch", "create", "update", "patch"];
     expand(&[
-        ("", &["secrets"], WRITE),
-        ("coordination.k8s.io", &["leases"], WRITE),
+        ("", &["secrets"], WRITE, "*"),
+        ("coordination.k8s.io", &["leases"], WRITE, "*"),
     ])
 }
 
@@ -862,7 +887,7 @@ fn rbac_is_exactly_the_operator_contract() {
     assert_same_grants(
         "ClusterRole",
         rule_set(cluster_role.rules.as_deref().unwrap()),
-        contract_cluster_rules(),
+        contract_cluster_rules("palisade"),
     );
     let role = &r.roles[0];
     assert_eq!(role.metadata.namespace.as_deref(), Some(RELEASE_NAMESPACE));
@@ -872,6 +897,24 @@ fn rbac_is_exactly_the_operator_contract() {
         contract_namespace_rules(),
     );
     assert!(cluster_role.aggregation_rule.is_none());
+
+    // Another prefix renames the webhook configuration, the rule that names it and the
+    // operator's view of it together.
+    let renamed = render(&["fullnameOverride=governance"]);
+    assert_eq!(
+        renamed.webhook().metadata.name.as_deref(),
+        Some("governance")
+    );
+    assert_eq!(
+        renamed.env()["PALISADE_WEBHOOK_CONFIGURATION"],
+        "governance"
+    );
+    assert_eq!(renamed.env()["PALISADE_LEASE_NAME"], "governance-operator");
+    assert_same_grants(
+        "ClusterRole",
+        rule_set(renamed.cluster_roles[0].rules.as_deref().unwrap()),
+        contract_cluster_rules("governance"),
+    );
 
     let crb = &r.cluster_role_bindings[0];
     assert_eq!(crb.role_ref.kind, "ClusterRole");
