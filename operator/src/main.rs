@@ -4,8 +4,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use palisade_policy::render_files;
 
-/// Palisade's operator. Offline today: renders DatabasePolicy/MaskingRule YAML into the
-/// policy documents sidecars enforce.
+/// Palisade's operator: reconciles DatabasePolicy and MaskingRule resources into the
+/// rendered policies sidecars enforce, and injects the sidecar into pods that opt in.
 #[derive(Parser)]
 #[command(name = "palisade-operator", version, propagate_version = true)]
 struct Cli {
@@ -15,6 +15,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller (on the elected leader) and the sidecar-injection webhook (on every
+    /// replica) in a cluster, until SIGTERM.
+    Run(Box<palisade_operator::run::RunArgs>),
     /// Print the CustomResourceDefinitions (DatabasePolicy, MaskingRule, ApprovalRequest) as
     /// multi-document YAML: what `crds/` holds and the chart installs.
     Crds {
@@ -33,6 +36,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run(*args),
         Command::Render { files } => render(&files),
         Command::Crds { output_dir } => crds(output_dir.as_deref()),
     };
@@ -69,4 +73,15 @@ fn crds(output_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+fn run(args: palisade_operator::run::RunArgs) -> anyhow::Result<()> {
+    // rustls needs one process-wide crypto provider; kube and the webhook share it. An
+    // error means one is installed already, which is just as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(palisade_operator::run::run(args))
 }
