@@ -24,7 +24,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use x509_parser::extensions::GeneralName;
+use sha2::Digest;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
 
 pub const DAY: i64 = 86_400;
 /// Lifetime of a self-managed CA.
@@ -98,6 +99,7 @@ pub struct Ca {
     pub validity: Validity,
     common_name: String,
     subject_raw: Vec<u8>,
+    key_id: Option<Vec<u8>>,
 }
 
 /// The serving certificate with its private key.
@@ -108,6 +110,7 @@ pub struct Leaf {
     pub validity: Validity,
     pub dns_names: Vec<String>,
     issuer_raw: Vec<u8>,
+    authority_key_id: Option<Vec<u8>>,
 }
 
 /// What the self-managed Secret holds: CAs newest first, and the serving certificate.
@@ -147,11 +150,10 @@ impl CertBundle {
         self.cas.iter().map(|c| c.cert_pem.as_str()).collect()
     }
 
-    /// Index of the CA that signed the serving certificate.
+    /// Index of the CA that signed the serving certificate: same subject as the leaf's issuer
+    /// and, where both carry one, the same key identifier (two CAs may share a subject).
     pub fn leaf_issuer(&self) -> Option<usize> {
-        self.cas
-            .iter()
-            .position(|c| c.subject_raw == self.leaf.issuer_raw)
+        self.cas.iter().position(|c| issued_by(&self.leaf, c))
     }
 
     pub fn to_secret_data(&self) -> BTreeMap<String, ByteString> {
@@ -228,6 +230,7 @@ impl Ca {
             .to_string();
         Ok(Ca {
             validity: validity(&x509),
+            key_id: subject_key_id(&x509),
             subject_raw: x509.subject().as_raw().to_vec(),
             common_name,
             der: der.to_vec(),
@@ -264,6 +267,7 @@ impl Leaf {
         }
         Ok(Leaf {
             validity: validity(&x509),
+            authority_key_id: authority_key_id(&x509),
             issuer_raw: x509.issuer().as_raw().to_vec(),
             dns_names,
             cert_pem,
@@ -371,12 +375,15 @@ fn timestamp(secs: i64) -> Result<time::OffsetDateTime, CertError> {
     time::OffsetDateTime::from_unix_timestamp(secs).map_err(|e| invalid("validity", e))
 }
 
-/// A new self-signed CA. Its common name carries the creation time so CAs that overlap in
-/// the bundle have distinct subjects, which keeps issuer matching unambiguous.
+/// A new self-signed CA. Its common name carries the creation time and a digest of its key, so
+/// CAs that overlap in the bundle (or that two replicas race to create) have distinct
+/// subjects, which keeps issuer matching unambiguous.
 pub fn new_ca(now: i64) -> Result<Ca, CertError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::default();
-    params.distinguished_name = common_name(&format!("palisade-webhook-ca-{now}"));
+    let key_hash = hex::encode(sha2::Sha256::digest(key.subject_public_key_info()));
+    params.distinguished_name =
+        common_name(&format!("palisade-webhook-ca-{now}-{}", &key_hash[..8]));
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = ca_key_usages();
     params.not_before = timestamp(now - BACKDATE)?;
@@ -402,13 +409,41 @@ pub fn new_leaf(now: i64, ca: &Ca, dns_names: &[String]) -> Result<Leaf, CertErr
     params.not_after = timestamp((now + LEAF_LIFETIME).min(ca.validity.not_after))?;
     let cert = params.signed_by(&key, &issuer)?;
     let leaf = Leaf::from_parts(cert.pem(), key.serialize_pem())?;
-    if leaf.issuer_raw != ca.subject_raw {
+    if !issued_by(&leaf, ca) {
         return Err(invalid(
             KEY_CA_BUNDLE,
             "the CA's subject is not one this operator creates (a CA from elsewhere?); delete the Secret to let the operator create its own",
         ));
     }
     Ok(leaf)
+}
+
+fn issued_by(leaf: &Leaf, ca: &Ca) -> bool {
+    leaf.issuer_raw == ca.subject_raw
+        && match (&leaf.authority_key_id, &ca.key_id) {
+            (Some(a), Some(k)) => a == k,
+            _ => true,
+        }
+}
+
+fn subject_key_id(x509: &x509_parser::certificate::X509Certificate<'_>) -> Option<Vec<u8>> {
+    x509.extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+            _ => None,
+        })
+}
+
+fn authority_key_id(x509: &x509_parser::certificate::X509Certificate<'_>) -> Option<Vec<u8>> {
+    x509.extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                aki.key_identifier.as_ref().map(|id| id.0.to_vec())
+            }
+            _ => None,
+        })
 }
 
 fn validity(x509: &x509_parser::certificate::X509Certificate<'_>) -> Validity {

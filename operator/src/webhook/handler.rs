@@ -57,7 +57,29 @@ async fn inject_handler(State(state): State<WebhookState>, body: Bytes) -> Respo
         Ok(r) => r,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    Json(review_request(&state, &request).await.into_review()).into_response()
+    Json(wire_review(review_request(&state, &request).await)).into_response()
+}
+
+/// The review as JSON for the API server. `patch` is a `[]byte` in the API, which travels as
+/// base64 in JSON; kube-core serialises its `Vec<u8>` as an array of numbers instead
+/// (kube-rs/kube#1781), so the field is re-encoded here to what the API documents.
+pub fn wire_review(response: AdmissionResponse) -> serde_json::Value {
+    use base64::Engine;
+    let mut review = serde_json::to_value(response.into_review()).unwrap_or_default();
+    if let Some(patch) = review.pointer_mut("/response/patch") {
+        let bytes: Option<Vec<u8>> = patch.as_array().map(|items| {
+            items
+                .iter()
+                .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect()
+        });
+        if let Some(bytes) = bytes {
+            *patch = base64::engine::general_purpose::STANDARD
+                .encode(bytes)
+                .into();
+        }
+    }
+    review
 }
 
 /// The answer to one admission request.
