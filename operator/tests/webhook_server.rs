@@ -582,3 +582,36 @@ async fn cert_manager_mode_serves_the_mounted_files_and_leaves_the_cluster_alone
     shutdown.cancel();
     running.wait().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_broken_masking_rule_fails_only_the_policies_it_selects() {
+    let api = fake_with_policies();
+    // Passes the API server's schema in this fake, not the Rust types (an unknown mask type).
+    api.add_object(json!({
+        "apiVersion": "palisade.dev/v1alpha1", "kind": "MaskingRule",
+        "metadata": {"name": "half-written", "namespace": "shop"},
+        "spec": {"policySelector": {"matchLabels": {"pii": "true"}},
+                 "columns": [{"table": "public.customers", "column": "email", "mask": {"type": "Scramble"}}]}
+    }));
+    let (running, shutdown) = start(&api, &[]).await;
+
+    // orders-db is not selected by the rule: injected as usual.
+    let request = fixture("create-pod-from-replicaset.json");
+    let response = review(&running, &api, &request).await;
+    assert!(response["response"]["warnings"].is_null(), "{response}");
+
+    // analytics-db is: skipped, naming the rule.
+    let mut request = fixture("create-pod-from-replicaset.json");
+    request["request"]["object"]["metadata"]["labels"] =
+        json!({"team": "data", "palisade.dev/inject": "true"});
+    let response = review(&running, &api, &request).await;
+    let warning = response["response"]["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains("DatabasePolicy analytics-db does not render")
+            && warning.contains("MaskingRule half-written"),
+        "{warning}"
+    );
+
+    shutdown.cancel();
+    running.wait().await.unwrap();
+}

@@ -22,17 +22,11 @@ use sha2::{Digest, Sha256};
 
 /// Name of the injected container (native sidecar or regular container alike).
 pub const SIDECAR_NAME: &str = "palisade-sidecar";
-/// Pod label that opts a pod in; only the value `"true"` counts.
-pub const INJECT_LABEL: &str = "palisade.dev/inject";
-/// `<operator version>`: set on every injected pod.
-pub const ANNOTATION_INJECTED: &str = "palisade.dev/injected";
-/// `<name>=<policyHash>,…` sorted by name: what the controller compares with current hashes.
-pub const ANNOTATION_POLICIES: &str = "palisade.dev/policies";
-/// `a,b` sorted (empty when none): the Secrets mounted into the sidecar.
-pub const ANNOTATION_SECRETS: &str = "palisade.dev/secrets";
-/// `<one-line reason>` on opted-in pods the webhook left alone; the controller turns it into
-/// an `InjectionSkipped` Event.
-pub const ANNOTATION_SKIPPED: &str = "palisade.dev/injection-skipped";
+// The pod label and annotations are shared with the controller, which reads what the webhook
+// writes: one definition for both.
+pub use crate::names::{
+    ANNOTATION_INJECTED, ANNOTATION_POLICIES, ANNOTATION_SECRETS, ANNOTATION_SKIPPED, INJECT_LABEL,
+};
 /// Which container `kubectl logs`/`exec` pick by default; set when the sidecar goes first in
 /// `containers`, or kubectl would default to the sidecar instead of the app.
 pub const ANNOTATION_DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
@@ -46,8 +40,9 @@ pub const ADMIN_PORT: u16 = 9187;
 pub const ADMIN_PORT_NAME: &str = "palisade-admin";
 /// The sidecar image's non-root user and group.
 pub const SIDECAR_UID: i64 = 65532;
-/// Prefix of the ConfigMap the controller renders each policy into.
-pub const POLICY_CONFIGMAP_PREFIX: &str = "palisade-policy-";
+/// Prefix of the policy volumes (the ConfigMap the controller renders each policy into is
+/// [`crate::names::config_map_name`]).
+const POLICY_VOLUME_PREFIX: &str = "palisade-policy-";
 const SECRET_VOLUME_PREFIX: &str = "palisade-secret-";
 /// Longest volume name Kubernetes accepts (a DNS-1123 label).
 const MAX_VOLUME_NAME: usize = 63;
@@ -244,11 +239,11 @@ pub fn inject(pod: &Pod, policies: &[MatchedPolicy], cfg: &InjectConfig) -> Inje
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
     for p in &policies {
-        let volume = volume_name(POLICY_CONFIGMAP_PREFIX, &p.name);
+        let volume = volume_name(POLICY_VOLUME_PREFIX, &p.name);
         volumes.push(Volume {
             name: volume.clone(),
             config_map: Some(ConfigMapVolumeSource {
-                name: format!("{POLICY_CONFIGMAP_PREFIX}{}", p.name),
+                name: crate::names::config_map_name(&p.name),
                 ..Default::default()
             }),
             ..Default::default()
@@ -648,14 +643,14 @@ mod tests {
     #[test]
     fn volume_names_fit_a_dns_label() {
         assert_eq!(
-            volume_name(POLICY_CONFIGMAP_PREFIX, "orders-db"),
+            volume_name(POLICY_VOLUME_PREFIX, "orders-db"),
             "palisade-policy-orders-db"
         );
         let dotted = volume_name(SECRET_VOLUME_PREFIX, "pg.ca");
         assert!(dotted.starts_with("palisade-secret-pg-ca-"), "{dotted}");
         let long = "a".repeat(200);
-        let a = volume_name(POLICY_CONFIGMAP_PREFIX, &long);
-        let b = volume_name(POLICY_CONFIGMAP_PREFIX, &format!("{long}b"));
+        let a = volume_name(POLICY_VOLUME_PREFIX, &long);
+        let b = volume_name(POLICY_VOLUME_PREFIX, &format!("{long}b"));
         assert!(a.len() <= 63 && b.len() <= 63);
         assert_ne!(a, b);
         for v in [&dotted, &a, &b] {

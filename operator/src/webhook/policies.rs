@@ -12,57 +12,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::runtime::reflector::{self, Store};
+use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use palisade_policy::{
-    DatabasePolicy, Manifest, MaskingRule, ObjectMeta, PolicyError, RenderedPolicy, render_all,
-};
+use palisade_policy::{DatabasePolicy, MaskingRule, RenderedPolicy};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::inject::{MatchedPolicy, SkipReason, matching_policies};
+use crate::render::render_policy;
 
 /// How long a review waits for the caches' first sync.
 const SYNC_WAIT: Duration = Duration::from_secs(2);
-
-/// Renders one DatabasePolicy with the MaskingRules of its namespace, exactly as the
-/// controller does for the ConfigMap, so `policyHash` in the pod annotation equals the one in
-/// the policy's status and in audit events.
-pub fn render_policy(
-    policy: &DatabasePolicy,
-    rules: &[Arc<MaskingRule>],
-) -> Result<RenderedPolicy, PolicyError> {
-    let namespace = policy.namespace().unwrap_or_default();
-    let meta = |name: String, labels: &BTreeMap<String, String>, generation| ObjectMeta {
-        name,
-        namespace: namespace.clone(),
-        labels: labels.clone(),
-        generation,
-    };
-    let mut manifests = vec![Manifest::DatabasePolicy {
-        metadata: meta(
-            policy.name_any(),
-            policy.labels(),
-            policy.metadata.generation,
-        ),
-        spec: policy.spec.clone(),
-    }];
-    manifests.extend(
-        rules
-            .iter()
-            .filter(|r| r.namespace().as_deref() == Some(namespace.as_str()))
-            .map(|r| Manifest::MaskingRule {
-                metadata: meta(r.name_any(), r.labels(), r.metadata.generation),
-                spec: r.spec.clone(),
-            }),
-    );
-    let origin = format!("DatabasePolicy {namespace}/{}", policy.name_any());
-    render_all(&origin, &manifests)?
-        .into_iter()
-        .next()
-        .ok_or(PolicyError::NoPolicy { origin })
-}
 
 /// Where reviews find policies.
 #[derive(Clone)]
@@ -70,7 +32,9 @@ pub enum Policies {
     /// Reflector caches of the cluster (the webhook server).
     Cache {
         policies: Store<DatabasePolicy>,
-        rules: Store<MaskingRule>,
+        /// Untyped, as the controller reads them: one MaskingRule that does not deserialize
+        /// fails the policies it selects (with its name), not the whole cache.
+        rules: Store<DynamicObject>,
     },
     /// Fixed rendered policies (tests, offline use).
     Static(Arc<Vec<RenderedPolicy>>),
@@ -79,9 +43,16 @@ pub enum Policies {
 impl Policies {
     /// Starts watching DatabasePolicies and MaskingRules in every namespace until `shutdown`.
     pub fn watch(client: Client, shutdown: CancellationToken) -> Self {
+        let resource = ApiResource::erase::<MaskingRule>(&());
+        let rules_api = Api::<DynamicObject>::all_with(client.clone(), &resource);
         Policies::Cache {
-            policies: cache(Api::<DatabasePolicy>::all(client.clone()), shutdown.clone()),
-            rules: cache(Api::<MaskingRule>::all(client), shutdown),
+            policies: cache(
+                Api::<DatabasePolicy>::all(client),
+                Writer::new(()),
+                "DatabasePolicy",
+                shutdown.clone(),
+            ),
+            rules: cache(rules_api, Writer::new(resource), "MaskingRule", shutdown),
         }
     }
 
@@ -105,14 +76,19 @@ impl Policies {
                 message: "the webhook has not loaded DatabasePolicies and MaskingRules from the API server yet".into(),
             });
         }
-        let rules: Vec<Arc<MaskingRule>> =
+        let rules: Vec<Arc<DynamicObject>> =
             rules.state_filter(|r| r.namespace().as_deref() == Some(namespace));
         let mut out = Vec::new();
         for p in policies.state_filter(|p| {
             p.namespace().as_deref() == Some(namespace) && p.spec.pod_selector.matches(labels)
         }) {
+            // The controller's renderer, so the hash is the one in the policy's status.
             let doc = render_policy(&p, &rules).map_err(|e| SkipReason::Failed {
-                message: format!("DatabasePolicy {} does not render: {e}", p.name_any()),
+                message: format!(
+                    "DatabasePolicy {} does not render: {}",
+                    p.name_any(),
+                    e.message
+                ),
             })?;
             out.push(MatchedPolicy::from_rendered(&doc));
         }
@@ -121,22 +97,27 @@ impl Policies {
     }
 }
 
-fn cache<K>(api: Api<K>, shutdown: CancellationToken) -> Store<K>
+fn cache<K>(
+    api: Api<K>,
+    writer: Writer<K>,
+    kind: &'static str,
+    shutdown: CancellationToken,
+) -> Store<K>
 where
-    K: kube::Resource<DynamicType = ()>
+    K: kube::Resource
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
         + Send
         + Sync
         + 'static,
+    K::DynamicType: Clone + Eq + std::hash::Hash + Send + Sync,
 {
-    let (reader, writer) = reflector::store();
+    let reader = writer.as_reader();
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
         .boxed();
     tokio::spawn(async move {
-        let kind = K::kind(&());
         let mut stream = stream;
         loop {
             tokio::select! {

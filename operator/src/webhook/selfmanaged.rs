@@ -186,8 +186,8 @@ impl SelfManaged {
                     metadata: kube::api::ObjectMeta {
                         name: Some(self.secret_name.clone()),
                         labels: Some(BTreeMap::from([(
-                            "app.kubernetes.io/managed-by".to_string(),
-                            "palisade-operator".to_string(),
+                            crate::names::LABEL_MANAGED_BY.to_string(),
+                            crate::names::FIELD_MANAGER.to_string(),
                         )])),
                         ..Default::default()
                     },
