@@ -114,53 +114,71 @@ impl Finder {
         let mut floor = 0;
         let digits_on =
             self.is(Entity::CreditCard) || self.is(Entity::UsSsn) || self.is(Entity::Phone);
-        while i < n {
-            let k = self.anchors[s[i] as usize];
-            if k == 0 {
-                i += 1;
-                continue;
+        loop {
+            // Skip eight bytes at a time while none of them can be an anchor: every anchor
+            // byte lies in '('..='J' (0x28..=0x4A), and most text (lowercase letters, spaces,
+            // non-ASCII) lies outside it.
+            while i + 8 <= n {
+                let Ok(chunk) = <[u8; 8]>::try_from(&s[i..i + 8]) else {
+                    break;
+                };
+                if may_hold_anchor(u64::from_le_bytes(chunk)) {
+                    break;
+                }
+                i += 8;
             }
-            let found = match k {
-                K_AT => email_at(s, i, floor),
-                K_A => aws_at(s, i),
-                K_J => jwt_at(s, i, floor),
-                K_DASH => private_key_at(s, i),
-                _ => {
-                    if k == K_DIGIT
-                        && self.is(Entity::Iban)
-                        && i >= floor + 2
-                        && s[i - 1].is_ascii_uppercase()
-                        && s[i - 2].is_ascii_uppercase()
-                        && let Some(sp) = iban_at(s, i - 2)
-                    {
-                        Some(sp)
-                    } else if !digits_on && k == K_DIGIT {
-                        None
-                    } else if k == K_DIGIT && i > 0 && is_word(s[i - 1]) {
-                        // Digits inside a word ("abc123") start nothing: skip the word
-                        // (which makes progress: s[i] is a digit).
-                        while i < n && is_word(s[i]) {
-                            i += 1;
+            if i >= n {
+                break;
+            }
+            let stop = (i + 8).min(n);
+            while i < stop {
+                let k = self.anchors[s[i] as usize];
+                if k == 0 {
+                    i += 1;
+                    continue;
+                }
+                let found = match k {
+                    K_AT => email_at(s, i, floor),
+                    K_A => aws_at(s, i),
+                    K_J => jwt_at(s, i, floor),
+                    K_DASH => private_key_at(s, i),
+                    _ => {
+                        if k == K_DIGIT
+                            && self.is(Entity::Iban)
+                            && i >= floor + 2
+                            && s[i - 1].is_ascii_uppercase()
+                            && s[i - 2].is_ascii_uppercase()
+                            && let Some(sp) = iban_at(s, i - 2)
+                        {
+                            Some(sp)
+                        } else if !digits_on && k == K_DIGIT {
+                            None
+                        } else if k == K_DIGIT && i > 0 && is_word(s[i - 1]) {
+                            // Digits inside a word ("abc123") start nothing: skip the word
+                            // (which makes progress: s[i] is a digit).
+                            while i < n && is_word(s[i]) {
+                                i += 1;
+                            }
+                            continue;
+                        } else {
+                            let before = spans.len();
+                            let end = self.digit_run(s, i, spans);
+                            if let Some(last) = spans.get(before..).and_then(<[Span]>::last) {
+                                floor = last.end;
+                            }
+                            i = end.max(i + 1);
+                            continue;
                         }
-                        continue;
-                    } else {
-                        let before = spans.len();
-                        let end = self.digit_run(s, i, spans);
-                        if let Some(last) = spans.get(before..).and_then(<[Span]>::last) {
-                            floor = last.end;
-                        }
-                        i = end.max(i + 1);
-                        continue;
                     }
+                };
+                match found {
+                    Some(sp) => {
+                        spans.push(sp);
+                        i = sp.end.max(i + 1);
+                        floor = sp.end;
+                    }
+                    None => i += 1,
                 }
-            };
-            match found {
-                Some(sp) => {
-                    spans.push(sp);
-                    i = sp.end.max(i + 1);
-                    floor = sp.end;
-                }
-                None => i += 1,
             }
         }
     }
@@ -169,6 +187,23 @@ impl Finder {
     /// cards, SSNs and phone numbers in it. Returns where the run ends.
     fn digit_run(&self, s: &[u8], i: usize, spans: &mut Vec<Span>) -> usize {
         let n = s.len();
+        // Most digit runs are short numbers (house numbers, years, amounts). Every entity here
+        // has at least 9 digits; count the digits in a superset of the run first and leave
+        // early, past the first group, when there cannot be 9. (The groups after it are
+        // looked at again, as runs of their own, with even fewer digits.)
+        let mut k = i;
+        let mut digits = 0;
+        while k < n && matches!(s[k], b'0'..=b'9' | b' ' | b'-' | b'.' | b'(' | b')' | b'+') {
+            digits += usize::from(s[k].is_ascii_digit());
+            k += 1;
+        }
+        if digits < 9 {
+            let mut e = i + usize::from(!s[i].is_ascii_digit());
+            while e < n && s[e].is_ascii_digit() {
+                e += 1;
+            }
+            return e.max(i + 1);
+        }
         let mut groups = [Group::default(); MAX_GROUPS];
         let mut ng = 0;
         let mut overflow = false;
@@ -319,6 +354,19 @@ impl Group {
     fn len(&self) -> usize {
         self.end - self.start
     }
+}
+
+/// Whether any byte of `w` is in 0x28..=0x4A, the range of all anchor bytes (the
+/// "has a byte between m and n" word trick: per byte, `(127 + n) - b` has its top bit set
+/// iff b < n, and `b + (127 - m)` iff b > m; `!w` drops bytes of 0x80 and above, which are
+/// never anchors). No byte borrows from or carries into its neighbour, since each lane stays
+/// within 0..=255.
+fn may_hold_anchor(w: u64) -> bool {
+    const L: u64 = 0x0101_0101_0101_0101;
+    const M: u64 = 0x27;
+    const N: u64 = 0x4B;
+    let low7 = w & (L * 127);
+    ((L * (127 + N) - low7) & !w & (low7 + L * (127 - M)) & (L * 0x80)) != 0
 }
 
 /// Part of a word: digits and letters next to a candidate make it part of something else
@@ -825,4 +873,23 @@ fn rewrite(
     }
     out.extend_from_slice(&s[last..]);
     Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_hold_anchor;
+
+    #[test]
+    fn anchor_word_test_matches_the_byte_range() {
+        // Every byte value in every lane, over two different backgrounds.
+        for background in [0x6161_6161_6161_6161u64, 0xC3A9_20C3_A920_7A7Au64] {
+            for lane in 0..8 {
+                for b in 0..=255u64 {
+                    let w = (background & !(0xFF << (lane * 8))) | (b << (lane * 8));
+                    let want = w.to_le_bytes().iter().any(|x| (0x28..=0x4A).contains(x));
+                    assert_eq!(may_hold_anchor(w), want, "{w:#018x}");
+                }
+            }
+        }
+    }
 }

@@ -19,13 +19,15 @@
 //!
 //! "Text-like" is [`PgType::Text`] (`text`, `varchar`, `bpchar`, `name`, `citext`), whose text
 //! and binary forms are the same bytes. Strings are handled as UTF-8; a text value that is not
-//! valid UTF-8 masks to NULL.
+//! valid UTF-8 masks to NULL under the masks that read it. `Fixed` values are checked against
+//! the type (and re-encoded for binary) once, in the constructor; one that is not a valid value
+//! of the type makes the column NULL. `Redact` on JSON replaces the whole document, keys too.
 //!
 //! | mask | text-like | json / jsonb | int2/4/8 | float4/8, numeric | uuid | date, timestamp(tz) | bytea | bool |
 //! |---|---|---|---|---|---|---|---|---|
 //! | `Null` | NULL | NULL | NULL | NULL | NULL | NULL | NULL | NULL |
 //! | `Redact` | `[REDACTED]` | the JSON string `"[REDACTED]"` | NULL | NULL | NULL | NULL | NULL | NULL |
-//! | `Fixed` | the value | the value if valid JSON | the value if valid in the type, else NULL (every type) | | | | | |
+//! | `Fixed` | the value | the value if valid JSON | the value if valid | the value if valid | the value if valid | the value if valid (ISO) | the value (`\x…` or escape form) | the value if valid |
 //! | `Partial` | keep first/last chars, `*` between | every string leaf | NULL | NULL | NULL | NULL | NULL | NULL |
 //! | `Email` | `j***@example.com` | every string leaf | NULL | NULL | NULL | NULL | NULL | NULL |
 //! | `Hash` | hex, `length` digits | every string leaf | non-negative int of the width | NULL | version-8 uuid | NULL | digest bytes | NULL |
@@ -61,6 +63,8 @@ mod types;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_bench;
 #[cfg(test)]
 mod tests_detect;
 #[cfg(test)]

@@ -213,12 +213,15 @@ impl RoundSpec {
 pub(crate) fn round_int(x: i64, spec: &RoundSpec, width: IntWidth, dec: &mut Dec) -> Option<i64> {
     let v = x as i128;
     let r = if let Some(t) = spec.int_to {
-        let a = v.abs();
-        let mut q = a / t;
-        if 2 * (a % t) >= t {
+        // |x| and t both fit u64 (t <= i64::MAX), and u64 division is far cheaper than
+        // i128's; the product goes back to i128, where it cannot overflow.
+        let (a, t64) = (x.unsigned_abs(), t as u64);
+        let mut q = a / t64;
+        if a % t64 >= t64 - a % t64 {
             q += 1;
         }
-        let r = if v < 0 { -(q * t) } else { q * t };
+        let m = q as i128 * t;
+        let r = if v < 0 { -m } else { m };
         if r > width.max() as i128 {
             r - t
         } else if r < width.min() as i128 {
@@ -317,7 +320,8 @@ fn finite_clamp(x: f64, single: bool) -> f64 {
 
 /// `Round` on a float. NaN and infinities stay as they are.
 pub(crate) fn round_float(v: f64, spec: &RoundSpec, single: bool, scratch: &mut Vec<u8>) -> f64 {
-    if !v.is_finite() {
+    if !v.is_finite() || !(v / spec.to).is_finite() {
+        // A step so fine that the quotient overflows: every double is already a multiple.
         return v;
     }
     let mut r = (v / spec.to).round() * spec.to;

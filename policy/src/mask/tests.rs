@@ -570,6 +570,8 @@ fn float_round_and_noise() {
             .expect("float");
         assert!((tn - n).abs() < 1e-6, "{tn} vs {n}");
     }
+    // A step finer than the value's precision leaves it as it is.
+    assert_eq!(r(1e-320, &PgType::Float8, "1.5").as_deref(), Some("1.5"));
     // float4 stays finite.
     let big = text(&Mask::Round { to: 1e38 }, &PgType::Float4, "3.4e38").expect("value");
     assert!(big.parse::<f32>().expect("float4").is_finite());

@@ -26,6 +26,11 @@ impl Format {
 /// `text`, `varchar`, `bpchar`, `name`, and the extension type `citext` (found by name, see
 /// [`PgType::from_type_name`], because extension OIDs differ per database).
 ///
+/// `name` is limited to 63 bytes by the server, but clients read it as a plain string and do
+/// not check; the masks keep or shorten a value's byte length, except a `Hash` longer than 63
+/// digits, a longer `Fixed` value, and `Email` on a near-63-byte value with a one- or
+/// two-character local part, which can give a longer string.
+///
 /// The single-byte `"char"` type (OID 18) is deliberately **not** `Text`: its binary form is
 /// exactly one byte, and clients decode it as an 8-bit integer, so a `[REDACTED]` marker or a
 /// hash would make the row undecodable. It maps to `Other`, which masks to NULL.
