@@ -633,6 +633,7 @@ fn operator_environment_is_the_contract() {
     let version = env!("CARGO_PKG_VERSION");
     let expected: BTreeMap<String, String> = [
         ("POD_NAMESPACE", ""),
+        ("POD_NAME", ""),
         ("PALISADE_ADMIN_ADDRESS", "0.0.0.0:8080"),
         ("PALISADE_LEASE_NAME", "palisade-operator"),
         ("PALISADE_LOG_LEVEL", "info"),
@@ -659,20 +660,26 @@ fn operator_environment_is_the_contract() {
     .collect();
     assert_eq!(env, expected);
 
-    // POD_NAMESPACE comes from the downward API, not from a value that could be stale.
-    let pod_ns = r
-        .operator()
-        .env
-        .iter()
-        .flatten()
-        .find(|e| e.name == "POD_NAMESPACE")
-        .unwrap();
-    let field = pod_ns
-        .value_from
-        .as_ref()
-        .and_then(|v| v.field_ref.as_ref())
-        .expect("POD_NAMESPACE from fieldRef");
-    assert_eq!(field.field_path, "metadata.namespace");
+    // The namespace and the pod name come from the downward API, not from values that could
+    // be stale.
+    for (name, path) in [
+        ("POD_NAMESPACE", "metadata.namespace"),
+        ("POD_NAME", "metadata.name"),
+    ] {
+        let var = r
+            .operator()
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == name)
+            .unwrap();
+        let field = var
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .unwrap_or_else(|| panic!("{name} from a fieldRef"));
+        assert_eq!(field.field_path, path);
+    }
 
     // The resources value is valid ResourceRequirements JSON for the webhook to parse.
     let parsed: k8s_openapi::api::core::v1::ResourceRequirements =
@@ -681,6 +688,106 @@ fn operator_environment_is_the_contract() {
         parsed.limits.unwrap()["memory"],
         k8s_openapi::apimachinery::pkg::api::resource::Quantity("128Mi".into())
     );
+}
+
+/// `[env: NAME` entries of `palisade-operator run --help`: the variables the operator reads.
+fn operator_env_names() -> BTreeSet<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade-operator"))
+        .args(["run", "--help"])
+        .output()
+        .expect("running palisade-operator run --help");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let help = String::from_utf8_lossy(&out.stdout);
+    help.split("[env: ")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs `palisade-operator run` with the environment the chart gives it, but no cluster: clap
+/// reads every variable before anything else, so a value the operator does not accept fails
+/// with exit status 2 and clap's "invalid value", while accepted ones get as far as looking
+/// for the API server.
+fn operator_accepts(sets: &[&str]) {
+    let r = render(sets);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_palisade-operator"));
+    cmd.arg("run")
+        .env_clear()
+        .env("KUBECONFIG", "/nonexistent/kubeconfig");
+    for var in r.operator().env.iter().flatten() {
+        let value = match (&var.value, &var.value_from) {
+            (Some(value), _) => value.clone(),
+            // What the downward API would give.
+            (None, Some(_)) if var.name == "POD_NAMESPACE" => RELEASE_NAMESPACE.to_string(),
+            (None, Some(_)) => "palisade-operator-0".to_string(),
+            (None, None) => String::new(),
+        };
+        cmd.env(&var.name, value);
+    }
+    // The chart's 0.0.0.0:8080 would collide between parallel tests; checked as an address below.
+    cmd.env("PALISADE_ADMIN_ADDRESS", "127.0.0.1:0");
+    let out = cmd.output().expect("running palisade-operator run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() != Some(2) && !stderr.contains("invalid value"),
+        "palisade-operator rejects the environment the chart sets with {sets:?}:\n{stderr}"
+    );
+    assert!(
+        !out.status.success(),
+        "without a cluster the operator cannot start"
+    );
+    let admin: std::net::SocketAddr = r.env()["PALISADE_ADMIN_ADDRESS"]
+        .parse()
+        .expect("PALISADE_ADMIN_ADDRESS is a socket address");
+    assert_eq!(admin.port(), 8080);
+}
+
+/// The chart and the operator agree on names: every variable the chart sets is one the
+/// operator reads, every variable the operator reads is set in one TLS mode or the other, and
+/// the operator accepts the values.
+#[test]
+fn operator_reads_and_accepts_every_variable_the_chart_sets() {
+    let reads = operator_env_names();
+    // Read with std::env rather than a flag: the replica's identity (leader Lease, Events).
+    let not_flags = BTreeSet::from(["POD_NAME".to_string()]);
+    let mut set_in_some_mode = BTreeSet::new();
+    for sets in [&[][..], &["webhook.tls.mode=certManager"]] {
+        let names: BTreeSet<String> = render(sets).env().into_keys().collect();
+        let unknown: Vec<_> = names
+            .difference(&reads)
+            .filter(|n| !not_flags.contains(*n))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "the chart sets {unknown:?} with {sets:?}, which palisade-operator run does not read"
+        );
+        set_in_some_mode.extend(names);
+    }
+    let unset: Vec<_> = reads.difference(&set_in_some_mode).collect();
+    assert!(
+        unset.is_empty(),
+        "palisade-operator run reads {unset:?}, which the chart never sets: add them to \
+         templates/deployment.yaml (and values, if users should choose)"
+    );
+
+    operator_accepts(&[]);
+    operator_accepts(&["webhook.tls.mode=certManager"]);
+    operator_accepts(&[
+        "nativeSidecars=never",
+        "logFormat=text",
+        r"logLevel=info\,palisade_operator=debug", // helm --set escapes commas
+        "sidecar.image.pullPolicy=Always",
+        "sidecar.resources.limits.cpu=1",
+        "sidecar.resources.requests.cpu=0.25",
+    ]);
 }
 
 #[test]
