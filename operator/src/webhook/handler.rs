@@ -148,7 +148,7 @@ fn respond(
         }
     };
     if !warnings.is_empty() {
-        response.warnings = Some(warnings);
+        response.warnings = Some(warnings.iter().map(|w| truncate(w)).collect());
     }
     if patch.0.is_empty() {
         return response;
@@ -164,5 +164,51 @@ fn respond(
             ));
             r
         }
+    }
+}
+
+/// The API server may truncate warnings over 256 characters; cut them ourselves, on a
+/// character boundary, so the end says it was cut.
+fn truncate(warning: &str) -> String {
+    const MAX: usize = 256;
+    if warning.len() <= MAX {
+        return warning.to_string();
+    }
+    let mut end = MAX - 3;
+    while !warning.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &warning[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_warnings_are_cut_on_a_character_boundary() {
+        assert_eq!(truncate("short"), "short");
+        let long = "é".repeat(200);
+        let cut = truncate(&long);
+        assert!(cut.len() <= 256 && cut.ends_with("..."), "{cut}");
+    }
+
+    #[test]
+    fn the_patch_goes_out_base64_encoded() {
+        let request: AdmissionRequest<DynamicObject> = serde_json::from_value(serde_json::json!({
+            "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "operation": "CREATE", "userInfo": {}, "object": null, "oldObject": null
+        }))
+        .unwrap();
+        let patch: json_patch::Patch =
+            serde_json::from_str(r#"[{"op":"add","path":"/a","value":1}]"#).unwrap();
+        let response = AdmissionResponse::from(&request).with_patch(patch).unwrap();
+        let review = wire_review(response);
+        assert_eq!(
+            review["response"]["patch"],
+            "W3sib3AiOiJhZGQiLCJwYXRoIjoiL2EiLCJ2YWx1ZSI6MX1d"
+        );
+        assert_eq!(review["response"]["patchType"], "JSONPatch");
     }
 }

@@ -123,6 +123,10 @@ pub enum SkipReason {
         /// The policy that listens there; `None` for the sidecar's admin port.
         policy: Option<String>,
     },
+    /// A policy's listen port is the sidecar's own admin port.
+    AdminPort {
+        policy: String,
+    },
     /// The pod already has a volume named like one the sidecar needs.
     VolumeExists {
         volume: String,
@@ -179,6 +183,10 @@ impl fmt::Display for SkipReason {
             } => write!(
                 f,
                 "container {container} already uses port {port}, the sidecar's admin port"
+            ),
+            SkipReason::AdminPort { policy } => write!(
+                f,
+                "DatabasePolicy {policy} listens on port {ADMIN_PORT}, the sidecar's admin port; give it another spec.listen.port"
             ),
             SkipReason::VolumeExists { volume } => {
                 write!(f, "pod already has a volume named {volume}")
@@ -418,11 +426,9 @@ fn port_conflict(pod: &Pod, policies: &[&MatchedPolicy]) -> Option<SkipReason> {
             policies: names.clone(),
         });
     }
-    if let Some(names) = by_port.get(&ADMIN_PORT) {
-        return Some(SkipReason::PortInUse {
-            port: ADMIN_PORT,
-            container: SIDECAR_NAME.to_string(),
-            policy: names.first().cloned(),
+    if let Some(name) = by_port.get(&ADMIN_PORT).and_then(|names| names.first()) {
+        return Some(SkipReason::AdminPort {
+            policy: name.clone(),
         });
     }
     // Every container shares the pod's network namespace, init containers included (they run
@@ -666,6 +672,86 @@ mod tests {
     fn annotation_keys_are_escaped_in_pointers() {
         let p = pointer(&["metadata", "annotations", ANNOTATION_INJECTED]);
         assert_eq!(p.as_str(), "/metadata/annotations/palisade.dev~1injected");
+    }
+
+    fn opted_in_pod() -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "labels": {INJECT_LABEL: "true"}},
+            "spec": {"containers": [{"name": "app"}]}
+        }))
+        .unwrap()
+    }
+
+    fn policy(name: &str, port: u16) -> MatchedPolicy {
+        MatchedPolicy {
+            name: name.into(),
+            policy_hash: "sha256:00".into(),
+            listen_port: port,
+            secrets: BTreeSet::new(),
+        }
+    }
+
+    fn config() -> InjectConfig {
+        InjectConfig {
+            version: "0".into(),
+            image: "i".into(),
+            image_pull_policy: "IfNotPresent".into(),
+            resources: ResourceRequirements::default(),
+            log_level: "info".into(),
+            native_sidecars: true,
+        }
+    }
+
+    #[test]
+    fn a_policy_on_the_admin_port_is_refused_by_name() {
+        let outcome = inject(
+            &opted_in_pod(),
+            &[policy("metrics-db", ADMIN_PORT)],
+            &config(),
+        );
+        let InjectOutcome::Skip { reason, .. } = outcome else {
+            panic!("injected")
+        };
+        assert_eq!(
+            reason.to_string(),
+            "DatabasePolicy metrics-db listens on port 9187, the sidecar's admin port; give it another spec.listen.port"
+        );
+    }
+
+    #[test]
+    fn three_policies_on_one_port_are_listed() {
+        let policies = [policy("c", 5432), policy("a", 5432), policy("b", 5432)];
+        let InjectOutcome::Skip { reason, patch } = inject(&opted_in_pod(), &policies, &config())
+        else {
+            panic!("injected")
+        };
+        assert!(
+            reason
+                .to_string()
+                .starts_with("DatabasePolicies a, b and c listen on the same port 5432"),
+            "{reason}"
+        );
+        assert_eq!(patch.0.len(), 1);
+    }
+
+    #[test]
+    fn a_volume_name_already_taken_is_a_skip() {
+        let mut pod = opted_in_pod();
+        pod.spec.as_mut().unwrap().volumes = Some(vec![Volume {
+            name: "palisade-policy-orders-db".into(),
+            ..Default::default()
+        }]);
+        let InjectOutcome::Skip { reason, .. } =
+            inject(&pod, &[policy("orders-db", 5432)], &config())
+        else {
+            panic!("injected")
+        };
+        assert_eq!(
+            reason,
+            SkipReason::VolumeExists {
+                volume: "palisade-policy-orders-db".into()
+            }
+        );
     }
 
     #[test]
