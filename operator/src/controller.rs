@@ -40,6 +40,9 @@ pub const RETRY_MISSING: Duration = Duration::from_secs(30);
 /// How soon a failed reconcile is retried.
 pub const RETRY_ERROR: Duration = Duration::from_secs(15);
 
+/// A rendered policy's hash and the Secrets it references.
+pub type RenderedFacts = (String, BTreeSet<String>);
+
 /// What reconciles share.
 pub struct Context {
     pub client: Client,
@@ -56,7 +59,7 @@ pub struct Context {
     /// Asks the policy controller to recount after a pod changed.
     pub policy_trigger: UnboundedSender<ObjectRef<DatabasePolicy>>,
     /// The current hash and Secrets of each rendered policy, for the pod checks.
-    rendered: Mutex<HashMap<ObjectRef<DatabasePolicy>, (String, BTreeSet<String>)>>,
+    rendered: Mutex<HashMap<ObjectRef<DatabasePolicy>, RenderedFacts>>,
     /// (pod uid, reason) of pod Events already published, so each is published once.
     reported: Mutex<HashSet<(String, String)>>,
     /// The time for status conditions (RFC 3339); a parameter so tests are deterministic.
@@ -104,7 +107,7 @@ impl Context {
     }
 
     /// The current hash and referenced Secrets of `policy`, once it has been rendered.
-    pub fn rendered_secrets(&self, policy: &DatabasePolicy) -> Option<(String, BTreeSet<String>)> {
+    pub fn rendered_secrets(&self, policy: &DatabasePolicy) -> Option<RenderedFacts> {
         lock(&self.rendered)
             .get(&ObjectRef::from_obj(policy))
             .cloned()
@@ -215,10 +218,11 @@ async fn reconcile_policy(policy: &DatabasePolicy, ctx: &Context) -> Result<Acti
         .map_err(|_| Error::StoreGone)?;
     let pods = ctx.pods.state();
 
+    let mut config_map = None;
     let (render, missing_secrets, secret_count) =
         match render_policy(policy, &ctx.masking_rules.state()) {
             Ok(rendered) => {
-                apply_config_map(&ctx.client, policy, &rendered).await?;
+                config_map = Some(apply_config_map(&ctx.client, policy, &rendered).await?);
                 let references = secret_references(&rendered);
                 let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
                 let mut missing = Vec::new();
@@ -288,7 +292,10 @@ async fn reconcile_policy(policy: &DatabasePolicy, ctx: &Context) -> Result<Acti
             reason: planned.reason,
             note: Some(truncate(&planned.note)),
             action: "Reconcile".into(),
-            secondary: None,
+            // The ConfigMap at its new resourceVersion: besides pointing at what was
+            // written, it keeps two renders within the Recorder's 6-minute window from
+            // being merged into one series that shows only the first hash.
+            secondary: config_map.clone().filter(|_| planned.about_config_map),
         };
         ctx.publish(&event, &regarding).await?;
     }
@@ -303,12 +310,12 @@ async fn reconcile_policy(policy: &DatabasePolicy, ctx: &Context) -> Result<Acti
 }
 
 /// Applies the policy's ConfigMap: `policy.json`, owned by the policy (controller), labelled
-/// as the operator's.
+/// as the operator's. Returns a reference to it at its new resourceVersion.
 async fn apply_config_map(
     client: &Client,
     policy: &DatabasePolicy,
     rendered: &RenderedPolicy,
-) -> Result<()> {
+) -> Result<k8s_openapi::api::core::v1::ObjectReference> {
     let name = config_map_name(&rendered.name);
     let owner = rbac::owner(policy, true).ok_or(Error::MissingField("metadata.uid"))?;
     let document = rendered.to_json().map_err(|source| Error::Serialize {
@@ -328,17 +335,20 @@ async fn apply_config_map(
         "data": {POLICY_KEY: document},
     });
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &rendered.namespace);
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&config_map),
-    )
-    .await
-    .map_err(kube_err(format!(
-        "applying ConfigMap {}/{name}",
-        rendered.namespace
-    )))?;
-    Ok(())
+    let applied = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&config_map),
+        )
+        .await
+        .map_err(kube_err(format!(
+            "applying ConfigMap {}/{name}",
+            rendered.namespace
+        )))?;
+    let mut reference = applied.object_ref(&());
+    reference.resource_version = applied.metadata.resource_version;
+    Ok(reference)
 }
 
 /// Failed reconciles are retried; the controller's own backoff spaces out repeated failures.

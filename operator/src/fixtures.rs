@@ -122,7 +122,7 @@ pub fn context() -> (Arc<Context>, ApiServerVerifier, Caches) {
         pod_triggers: pod_rx,
         policy_triggers: policy_rx,
     };
-    (Arc::new(ctx), ApiServerVerifier(handle), caches)
+    (Arc::new(ctx), ApiServerVerifier(handle, 1), caches)
 }
 
 /// One request the controller made, as the test sees it.
@@ -142,11 +142,19 @@ impl Seen {
 
 /// The mock API server: the test pulls each request in the order the controller makes it,
 /// checks it, and chooses the answer.
-pub struct ApiServerVerifier(tower_test::mock::Handle<Request<Body>, Response<Body>>);
+pub struct ApiServerVerifier(
+    tower_test::mock::Handle<Request<Body>, Response<Body>>,
+    /// The last resourceVersion handed out.
+    u64,
+);
 
 impl ApiServerVerifier {
-    /// The next request; answered with `status` and `response`.
-    pub async fn answer(&mut self, status: StatusCode, response: Value) -> Seen {
+    /// The next request; answered with `status` and the body `respond` makes from it.
+    pub async fn answer_with(
+        &mut self,
+        status: StatusCode,
+        respond: impl FnOnce(&Seen) -> Value,
+    ) -> Seen {
         let (request, send) =
             tokio::time::timeout(std::time::Duration::from_secs(5), self.0.next_request())
                 .await
@@ -160,42 +168,51 @@ impl ApiServerVerifier {
             .await
             .unwrap_or_default();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let bytes = serde_json::to_vec(&response).unwrap_or_default();
+        let seen = Seen { method, uri, body };
+        let response = serde_json::to_vec(&respond(&seen)).unwrap_or_default();
         send.send_response(
             Response::builder()
                 .status(status)
-                .body(Body::from(bytes))
+                .body(Body::from(response))
                 .unwrap_or_else(|e| panic!("response: {e}")),
         );
-        Seen { method, uri, body }
+        seen
     }
 
-    /// The next request, answered by echoing its body (what apply and create return).
+    /// The next request; answered with `status` and `response`.
+    pub async fn answer(&mut self, status: StatusCode, response: Value) -> Seen {
+        self.answer_with(status, |_| response).await
+    }
+
+    /// The next request, answered by echoing its body with the metadata the server adds
+    /// (what apply and create return).
     pub async fn echo(&mut self) -> Seen {
-        let (request, send) =
-            tokio::time::timeout(std::time::Duration::from_secs(5), self.0.next_request())
-                .await
-                .unwrap_or_else(|_| panic!("the controller made no further request"))
-                .unwrap_or_else(|| panic!("the client was dropped"));
-        let method = request.method().clone();
-        let uri = request.uri().to_string();
-        let bytes = request
-            .into_body()
-            .collect_bytes()
-            .await
-            .unwrap_or_default();
-        let mut body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        // Objects come back with the metadata the server adds.
-        if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.entry("resourceVersion").or_insert(json!("2"));
-            meta.entry("uid").or_insert(json!("uid-x"));
-        }
-        send.send_response(
-            Response::builder()
-                .body(Body::from(serde_json::to_vec(&body).unwrap_or_default()))
-                .unwrap_or_else(|e| panic!("response: {e}")),
-        );
-        Seen { method, uri, body }
+        self.1 += 1;
+        let version = self.1.to_string();
+        self.answer_with(StatusCode::OK, |seen| {
+            let mut body = seen.body.clone();
+            if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.insert("resourceVersion".into(), json!(version));
+                meta.entry("uid").or_insert(json!("uid-x"));
+            }
+            body
+        })
+        .await
+    }
+
+    /// A status apply, answered with a whole object as the API server returns it.
+    pub async fn status(&mut self) -> Seen {
+        self.answer_with(StatusCode::OK, |seen| {
+            let name = seen.path().split('/').rev().nth(1).unwrap_or_default().to_string();
+            json!({
+                "apiVersion": "palisade.dev/v1alpha1",
+                "kind": "DatabasePolicy",
+                "metadata": {"name": name, "namespace": "ml", "uid": format!("uid-{name}"), "resourceVersion": "3"},
+                "spec": {"database": {"host": "db"}},
+                "status": seen.body["status"],
+            })
+        })
+        .await
     }
 
     /// Answers a metadata GET of a Secret: found or 404.

@@ -21,6 +21,8 @@ pub mod webhook;
 
 #[cfg(test)]
 pub mod fixtures;
+#[cfg(test)]
+mod scenarios;
 
 /// Why a reconcile failed. Every variant says what the operator was doing, so the log line
 /// and the `error` label of the failure metric point at the failing call.

@@ -188,6 +188,8 @@ pub fn transition(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedEvent {
     pub warning: bool,
+    /// Whether the event concerns the ConfigMap just written (its `related` object).
+    pub about_config_map: bool,
     /// PascalCase, low cardinality.
     pub reason: String,
     pub note: String,
@@ -211,6 +213,7 @@ pub fn planned_events(
         };
         events.push(PlannedEvent {
             warning: false,
+            about_config_map: true,
             reason: "Rendered".into(),
             note: format!(
                 "rendered {hash} into ConfigMap {} ({} rules, {masking})",
@@ -233,6 +236,7 @@ pub fn planned_events(
         if changed {
             events.push(PlannedEvent {
                 warning: true,
+                about_config_map: false,
                 reason: now.reason.clone(),
                 note: now.message.clone(),
             });

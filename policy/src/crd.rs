@@ -109,6 +109,8 @@ pub struct Requester {
 
 /// A statement held by a sidecar until enough approvers decide it (SPEC §2.3). Created by
 /// sidecars; people append decisions with `kubectl palisade approve|deny`.
+// Each printcolumn(...) repeats name/type_/json_path, which clippy takes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(
     feature = "kube",

@@ -7,6 +7,8 @@ use crate::model::{SecretKeyRef, Subjects};
 use crate::selector::LabelSelector;
 
 /// Masks sensitive values in result rows as they stream through the sidecar.
+// Each printcolumn(...) repeats name/type_/json_path, which clippy takes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(
     feature = "kube",

@@ -12,6 +12,8 @@ use crate::selector::LabelSelector;
 /// Governs how workloads reach one PostgreSQL database: where the sidecar listens, how it
 /// reaches and authenticates to the database, which statements are allowed, held for
 /// approval or denied, and what is audited.
+// Each printcolumn(...) repeats name/type_/json_path, which clippy takes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(
     feature = "kube",
