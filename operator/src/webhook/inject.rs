@@ -44,6 +44,7 @@ pub const SIDECAR_UID: i64 = 65532;
 /// [`crate::names::config_map_name`]).
 const POLICY_VOLUME_PREFIX: &str = "palisade-policy-";
 const SECRET_VOLUME_PREFIX: &str = "palisade-secret-";
+const FILES_VOLUME_PREFIX: &str = "palisade-files-";
 /// Longest volume name Kubernetes accepts (a DNS-1123 label).
 const MAX_VOLUME_NAME: usize = 63;
 
@@ -57,6 +58,9 @@ pub struct MatchedPolicy {
     pub listen_port: u16,
     /// Every Secret the policy and its MaskingRules reference.
     pub secrets: BTreeSet<String>,
+    /// Directories of the policy's audit `file` sinks: writable (emptyDir) in a sidecar whose
+    /// root filesystem is read-only.
+    pub file_sink_dirs: BTreeSet<String>,
 }
 
 impl MatchedPolicy {
@@ -66,8 +70,30 @@ impl MatchedPolicy {
             policy_hash: doc.policy_hash.clone(),
             listen_port: doc.spec.listen.port,
             secrets: doc.referenced_secrets(),
+            file_sink_dirs: doc
+                .spec
+                .audit
+                .sinks
+                .iter()
+                .filter_map(|sink| sink.file.as_ref())
+                .filter_map(|file| writable_dir(&file.path))
+                .collect(),
         }
     }
+}
+
+/// The directory an audit file goes to, when an emptyDir can be mounted there: an absolute
+/// path below the root, outside the sidecar's read-only policy and secret mounts.
+fn writable_dir(path: &str) -> Option<String> {
+    let parent = std::path::Path::new(path).parent()?.to_str()?;
+    let inside = |root: &str| parent == root || parent.starts_with(&format!("{root}/"));
+    (parent.starts_with('/')
+        && parent != "/"
+        && !parent.contains("/../")
+        && !parent.ends_with("/..")
+        && !inside(POLICY_DIR)
+        && !inside(SECRETS_DIR))
+    .then(|| parent.trim_end_matches('/').to_string())
 }
 
 /// The rendered policies of `namespace` whose `podSelector` matches `labels`, sorted by name.
@@ -279,6 +305,23 @@ pub fn inject(pod: &Pod, policies: &[MatchedPolicy], cfg: &InjectConfig) -> Inje
             name: volume,
             mount_path: format!("{SECRETS_DIR}/{s}"),
             read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    let dirs: BTreeSet<&str> = policies
+        .iter()
+        .flat_map(|p| p.file_sink_dirs.iter().map(String::as_str))
+        .collect();
+    for dir in &dirs {
+        let volume = dir_volume_name(dir);
+        volumes.push(Volume {
+            name: volume.clone(),
+            empty_dir: Some(Default::default()),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: volume,
+            mount_path: (*dir).to_string(),
             ..Default::default()
         });
     }
@@ -575,6 +618,41 @@ pub fn volume_name(prefix: &str, name: &str) -> String {
     format!("{prefix}{}-{suffix}", cut.trim_end_matches('-'))
 }
 
+/// `palisade-files-<dir>` for the emptyDir behind an audit file's directory, e.g.
+/// `palisade-files-var-log-palisade` (hashed like [`volume_name`] when the path needs changing
+/// beyond `/` → `-`), so another container (a log shipper) can mount the same volume by name.
+pub fn dir_volume_name(dir: &str) -> String {
+    let plain = dir.trim_matches('/').replace('/', "-");
+    let clean = !plain.is_empty()
+        && plain
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !plain.contains("--");
+    if clean {
+        return volume_name(FILES_VOLUME_PREFIX, &plain);
+    }
+    let sanitized: String = plain
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let digest = hex::encode(Sha256::digest(dir.as_bytes()));
+    let suffix = &digest[..10];
+    let room = MAX_VOLUME_NAME - FILES_VOLUME_PREFIX.len() - 1 - suffix.len();
+    let cut: String = sanitized.trim_matches('-').chars().take(room).collect();
+    let cut = cut.trim_end_matches('-');
+    if cut.is_empty() {
+        format!("{FILES_VOLUME_PREFIX}{suffix}")
+    } else {
+        format!("{FILES_VOLUME_PREFIX}{cut}-{suffix}")
+    }
+}
+
 /// Sets `annotations` and removes `remove` on the pod, creating the map when it is absent
 /// (an `add` below a missing `/metadata/annotations` fails).
 fn annotation_ops(pod: &Pod, set: &[(&str, String)], remove: &[&str]) -> Vec<PatchOperation> {
@@ -669,6 +747,40 @@ mod tests {
     }
 
     #[test]
+    fn audit_file_directories_become_named_volumes() {
+        assert_eq!(
+            writable_dir("/var/log/palisade/audit.jsonl").as_deref(),
+            Some("/var/log/palisade")
+        );
+        for refused in [
+            "/audit.jsonl",
+            "audit.jsonl",
+            "/etc/palisade/secrets/x/audit.jsonl",
+            "/etc/palisade/policies/audit.jsonl",
+            "/var/../audit.jsonl",
+        ] {
+            assert_eq!(writable_dir(refused), None, "{refused}");
+        }
+        assert_eq!(
+            dir_volume_name("/var/log/palisade"),
+            "palisade-files-var-log-palisade"
+        );
+        let odd = dir_volume_name("/data/Audit_Logs");
+        assert!(odd.starts_with("palisade-files-data-audit-logs-"), "{odd}");
+        assert_ne!(odd, dir_volume_name("/data/audit-logs"));
+        let long = dir_volume_name(&format!("/{}", "x/".repeat(60)));
+        assert!(long.len() <= 63, "{long}");
+        for v in [&odd, &long] {
+            assert!(
+                v.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !v.ends_with('-'),
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
     fn annotation_keys_are_escaped_in_pointers() {
         let p = pointer(&["metadata", "annotations", ANNOTATION_INJECTED]);
         assert_eq!(p.as_str(), "/metadata/annotations/palisade.dev~1injected");
@@ -688,6 +800,7 @@ mod tests {
             policy_hash: "sha256:00".into(),
             listen_port: port,
             secrets: BTreeSet::new(),
+            file_sink_dirs: BTreeSet::new(),
         }
     }
 
