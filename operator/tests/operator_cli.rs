@@ -1,0 +1,97 @@
+//! `palisade-operator crds` and `palisade-operator run` as the chart and a user run them.
+
+use std::process::Command;
+
+fn operator(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_palisade-operator"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap()
+}
+
+/// `crds` prints exactly the documents committed under `crds/` (without their headers).
+#[test]
+fn crds_prints_what_crds_dir_holds() {
+    let out = operator(&["crds"]);
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/");
+    for name in [
+        "databasepolicies.palisade.dev",
+        "maskingrules.palisade.dev",
+        "approvalrequests.palisade.dev",
+    ] {
+        let file = std::fs::read_to_string(format!("{dir}{name}.yaml")).unwrap();
+        let body: String = file
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(printed.contains(&body), "{name} differs from `crds` output");
+    }
+    assert_eq!(printed.matches("kind: CustomResourceDefinition").count(), 3);
+}
+
+/// The flags the chart sets, with the names and environment variables of the contract.
+#[test]
+fn run_takes_the_contract_flags() {
+    let out = operator(&["run", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--admin-address <ADMIN_ADDRESS>",
+        "[env: PALISADE_ADMIN_ADDRESS=]",
+        "[default: 0.0.0.0:8080]",
+        "--namespace <NAMESPACE>",
+        "[env: POD_NAMESPACE=]",
+        "--lease-name <LEASE_NAME>",
+        "[env: PALISADE_LEASE_NAME=]",
+        "--log-level <LOG_LEVEL>",
+        "[env: PALISADE_LOG_LEVEL=]",
+        "--log-format <LOG_FORMAT>",
+        "[env: PALISADE_LOG_FORMAT=]",
+        "--webhook-address <WEBHOOK_ADDRESS>",
+        "--sidecar-image <SIDECAR_IMAGE>",
+    ] {
+        assert!(help.contains(flag), "missing {flag} in:\n{help}");
+    }
+}
+
+/// Without a cluster `run` stops at once with a one-line reason, after binding the admin port.
+#[test]
+fn run_without_a_cluster_fails_with_one_line() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade-operator"))
+        .args([
+            "run",
+            "--admin-address",
+            "127.0.0.1:0",
+            "--log-format",
+            "text",
+        ])
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("palisade-operator: connecting to the Kubernetes API server"),
+        "{stderr}"
+    );
+
+    let out = operator(&[
+        "run",
+        "--admin-address",
+        "127.0.0.1:0",
+        "--log-level",
+        "[bad",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--log-level \"[bad\""), "{stderr}");
+}
