@@ -3,7 +3,7 @@
 //! supplies the identity, the session's `search_path` and a [`Catalog`] snapshot it read
 //! from the server; the value layer ([`crate::mask`]) then rewrites the rows.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::analysis::{ColumnName, OutputColumn, RelationName, StatementInfo};
@@ -324,6 +324,18 @@ impl MaskRules {
         for owner in &owners {
             match catalog.resolve(owner, path) {
                 Ok(relation) => {
+                    if relation.opaque {
+                        if let Some(rule) = self.columns.first() {
+                            found.add(
+                                rule,
+                                format!(
+                                    "{}.{} (view not analysable)",
+                                    relation.schema, relation.name
+                                ),
+                            );
+                        }
+                        continue;
+                    }
                     if let Some(view) = &relation.view {
                         for output in view_outputs(relation, view, &col.column) {
                             for source in &output.sources {
@@ -381,10 +393,7 @@ impl MaskRules {
     }
 }
 
-fn hash_key(
-    mask: &Mask,
-    key_for: KeyLookup<'_>,
-) -> Result<Option<Arc<[u8]>>, String> {
+fn hash_key(mask: &Mask, key_for: KeyLookup<'_>) -> Result<Option<Arc<[u8]>>, String> {
     match mask {
         Mask::Hash { key_secret_ref, .. } => key_for(key_secret_ref).map(Some),
         _ => Ok(None),
@@ -505,7 +514,20 @@ impl StatementPlan {
 pub struct Catalog {
     relations: HashMap<u32, CatalogRelation>,
     by_name: HashMap<(String, String), u32>,
-    user_functions: HashSet<String>,
+    /// Function names by where they are defined; a name defined by a user anywhere
+    /// counts as a user function (search_path could pick it).
+    functions: HashMap<String, FunctionKind>,
+}
+
+/// Where a function is defined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FunctionKind {
+    /// pg_catalog or information_schema.
+    BuiltIn,
+    /// A member of an installed extension.
+    Extension,
+    /// Created by a user: its body is SQL the proxy never sees.
+    User,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -518,6 +540,9 @@ pub struct CatalogRelation {
     pub view: Option<Vec<OutputColumn>>,
     /// The relations a view's definition reads.
     pub view_reads: BTreeSet<RelationName>,
+    /// A view whose definition could not be analysed: every column of it is treated as
+    /// masked, since what it reads is unknown.
+    pub opaque: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -545,17 +570,40 @@ impl Catalog {
     }
 
     pub fn add_user_function(&mut self, name: &str) {
-        self.user_functions.insert(name.to_string());
+        self.add_function(name, FunctionKind::User);
+    }
+
+    pub fn add_function(&mut self, name: &str, kind: FunctionKind) {
+        let entry = self.functions.entry(name.to_string()).or_insert(kind);
+        *entry = (*entry).max(kind);
     }
 
     /// Whether `name` (as the statement spelled it, lower-cased) may be a user-defined
     /// function: one outside pg_catalog whose body the proxy cannot see.
     fn is_user_function(&self, name: &str) -> bool {
-        match name.rsplit_once('.') {
-            Some(("pg_catalog", _)) => false,
-            Some((_, bare)) => self.user_functions.contains(bare),
-            None => self.user_functions.contains(name),
-        }
+        let bare = match name.rsplit_once('.') {
+            Some(("pg_catalog", _)) => return false,
+            Some((_, bare)) => bare,
+            None => name,
+        };
+        self.functions.get(bare) == Some(&FunctionKind::User)
+    }
+
+    /// Whether the snapshot knows a function of this name (one created since it was taken
+    /// is not).
+    pub fn knows_function(&self, name: &str) -> bool {
+        let bare = name.rsplit_once('.').map_or(name, |(_, b)| b);
+        self.functions.contains_key(bare)
+    }
+
+    /// Whether the snapshot knows the relation `name` resolves to under `path`; system
+    /// catalogs are not in the snapshot and count as known.
+    pub fn knows_relation(&self, name: &RelationName, path: &SearchPath) -> bool {
+        let system = match &name.schema {
+            Some(s) => s == "pg_catalog" || s == "information_schema" || s.starts_with("pg_"),
+            None => name.name.starts_with("pg_"),
+        };
+        system || self.resolve(name, path).is_ok()
     }
 
     /// The relation a name refers to under `path`, or the schemas it may be in when the

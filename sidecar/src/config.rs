@@ -2,12 +2,15 @@
 //! DatabasePolicy/MaskingRule YAML users `kubectl apply`, and secrets laid out as
 //! Kubernetes mounts them (`<dir>/<secret-name>/<key>`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use palisade_policy::decision::RuleSet;
+use palisade_policy::decision::{Identity, RuleSet};
+use palisade_policy::mask_plan::MaskRules;
+use palisade_policy::masking::Mask;
+use palisade_policy::model::SecretKeyRef;
 use palisade_policy::decision_cache::Engine;
 use palisade_policy::{Manifest, RenderedPolicy, TlsMode, load_manifests, render_all};
 use rustls::ClientConfig;
@@ -51,11 +54,24 @@ pub struct LoadedPolicy {
     pub upstream: Arc<Upstream>,
     /// The compiled rules and their decision cache.
     pub engine: Engine,
+    /// Keys of the MaskingRules' `Hash` masks, by (secret, key), read at load.
+    pub mask_keys: HashMap<(String, String), Arc<[u8]>>,
 }
 
 impl LoadedPolicy {
     pub fn key(&self) -> String {
         self.rendered.key()
+    }
+
+    /// The masking that applies to `identity` under this policy.
+    pub fn mask_rules(&self, identity: &Identity) -> Result<MaskRules, String> {
+        let lookup = |r: &SecretKeyRef| {
+            self.mask_keys
+                .get(&(r.name.clone(), r.key.clone()))
+                .cloned()
+                .ok_or_else(|| format!("hash key {}/{} was not loaded", r.name, r.key))
+        };
+        MaskRules::for_identity(&self.rendered, identity, &lookup)
     }
 
     pub fn listen_port(&self) -> u16 {
@@ -152,7 +168,10 @@ pub fn load_policies(
         }
         let upstream = resolve_upstream(&doc, secrets)
             .map_err(|e| anyhow::anyhow!("DatabasePolicy {key}: {e}"))?;
+        let mask_keys =
+            load_mask_keys(&doc, secrets).map_err(|e| anyhow::anyhow!("DatabasePolicy {key}: {e}"))?;
         out.push(LoadedPolicy {
+            mask_keys,
             engine: Engine::new(RuleSet::new(&doc)),
             rendered: doc,
             source,
@@ -160,6 +179,32 @@ pub fn load_policies(
         });
     }
     Ok(out)
+}
+
+/// Reads every `Hash` mask's key now, so a missing key fails the load rather than a query.
+fn load_mask_keys(
+    doc: &RenderedPolicy,
+    secrets: &SecretStore,
+) -> Result<HashMap<(String, String), Arc<[u8]>>, String> {
+    let mut keys = HashMap::new();
+    for rule in &doc.masking_rules {
+        let masks = rule.spec.columns.iter().map(|c| &c.mask);
+        let masks = masks.chain(rule.spec.detectors.iter().map(|d| &d.mask));
+        for mask in masks {
+            if let Mask::Hash { key_secret_ref, .. } = mask {
+                let field = format!("MaskingRule {}: keySecretRef", rule.name);
+                let bytes = secrets.read(&key_secret_ref.name, &key_secret_ref.key, &field)?;
+                if bytes.is_empty() {
+                    return Err(format!("{field}: secret {}/{} is empty", key_secret_ref.name, key_secret_ref.key));
+                }
+                keys.insert(
+                    (key_secret_ref.name.clone(), key_secret_ref.key.clone()),
+                    Arc::from(bytes),
+                );
+            }
+        }
+    }
+    Ok(keys)
 }
 
 fn resolve_upstream(doc: &RenderedPolicy, secrets: &SecretStore) -> Result<Upstream, String> {

@@ -13,12 +13,14 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::{BufMut, Bytes, BytesMut};
-use palisade_policy::analysis::SearchPathChange;
+use palisade_policy::analysis::{SearchPathChange, StatementInfo, analyze};
 use palisade_policy::decision::{Action, Decision, Identity, Reason, SearchPath};
 use palisade_policy::decision_cache::ClassCache;
 use tracing::{info, warn};
 
 use crate::config::{LoadedPolicy, Upstream};
+use crate::masking::catalog::Snapshot;
+use crate::masking::{Check, Masking};
 use crate::protocol::error::{PgError, error_message_field, sqlstate};
 use crate::protocol::frame::{Header, message, read_cstr};
 use crate::protocol::startup::CancelKey;
@@ -26,6 +28,15 @@ use crate::protocol::{backend, frontend};
 use crate::relay::Verdict;
 
 const DENIED_TOKEN: &str = "PALISADE_DENIED_";
+
+/// What masking makes of an allowed statement.
+enum MaskStep {
+    /// Forward it; the analysis, when there was one.
+    Go(Option<Vec<StatementInfo>>),
+    /// Refresh the catalog first.
+    Defer(Bytes),
+    Deny(PgError),
+}
 
 /// One session's policy state.
 pub struct Governance {
@@ -42,6 +53,9 @@ pub struct Governance {
     max_rows: u64,
     row_limit: Option<Bytes>,
     cancel: Option<(Arc<Upstream>, CancelKey)>,
+    /// Result masking, when any MaskingRule applies to this identity.
+    masking: Option<Masking>,
+    date_style: String,
 }
 
 impl Governance {
@@ -49,8 +63,12 @@ impl Governance {
         policy: Arc<ArcSwap<LoadedPolicy>>,
         identity: Identity,
         cancel: Option<(Arc<Upstream>, CancelKey)>,
+        masking: Option<Masking>,
+        date_style: String,
     ) -> Self {
         Governance {
+            masking,
+            date_style,
             policy,
             identity,
             path: SearchPath::default(),
@@ -80,6 +98,13 @@ impl Governance {
         match &self.class {
             Some((p, c)) if Arc::ptr_eq(p, &current) => (current, c.clone()),
             _ => {
+                if self
+                    .class
+                    .as_ref()
+                    .is_some_and(|(p, _)| !Arc::ptr_eq(p, &current))
+                {
+                    self.reload_masking(&current);
+                }
                 let class = current.engine.class(&self.identity, &self.path);
                 self.max_rows = current.rendered.spec.limits.max_rows_per_statement;
                 self.class = Some((current.clone(), class.clone()));
@@ -90,20 +115,42 @@ impl Governance {
 
     /// A simple-protocol Query. `replay_safe`: nothing else is in flight and no
     /// transaction is open, so a `SET search_path` here surely takes effect as written.
-    pub fn on_query(&mut self, msg: &[u8], replay_safe: bool) -> Verdict {
+    /// `idle`: nothing else awaits a response (masking may slip a catalog query in first).
+    pub fn on_query(&mut self, msg: &[u8], replay_safe: bool, idle: bool) -> Verdict {
         let sql = &msg[5..msg.len().saturating_sub(1)];
         match self.decide(sql) {
-            Ok((decision, _)) => {
+            Ok((decision, policy)) => {
+                match self.mask_check(sql, idle, &policy) {
+                    MaskStep::Go(statements) => {
+                        if let (Some(m), Some(statements)) = (&mut self.masking, statements) {
+                            m.on_query(&statements, &self.path);
+                        } else if let Some(m) = &mut self.masking {
+                            m.on_query(&[], &self.path);
+                        }
+                    }
+                    MaskStep::Defer(bytes) => return Verdict::Defer(bytes),
+                    MaskStep::Deny(error) => {
+                        if let Some(m) = &mut self.masking {
+                            m.on_denied_query();
+                        }
+                        return Verdict::Replace(self.replacement_query(error));
+                    }
+                }
                 self.apply_search_path(&decision, replay_safe);
                 Verdict::Forward
             }
-            Err(error) => Verdict::Replace(self.replacement_query(error)),
+            Err(error) => {
+                if let Some(m) = &mut self.masking {
+                    m.on_denied_query();
+                }
+                Verdict::Replace(self.replacement_query(error))
+            }
         }
     }
 
     /// An extended-protocol Parse: decided on its text; the statement's later Bind and
     /// Execute follow it (a denied Parse leaves no statement to execute).
-    pub fn on_parse(&mut self, msg: &[u8]) -> Verdict {
+    pub fn on_parse(&mut self, msg: &[u8], idle: bool) -> Verdict {
         let Some((name, rest)) = read_cstr(&msg[5..]) else {
             return Verdict::Forward; // malformed: the server will say so
         };
@@ -111,7 +158,20 @@ impl Governance {
             return Verdict::Forward;
         };
         match self.decide(sql) {
-            Ok((decision, _)) => {
+            Ok((decision, policy)) => {
+                match self.mask_check(sql, idle, &policy) {
+                    MaskStep::Go(statements) => {
+                        if let Some(m) = &mut self.masking {
+                            let name = String::from_utf8_lossy(name).into_owned();
+                            m.on_parse(name, &statements.unwrap_or_default(), &self.path);
+                        }
+                    }
+                    MaskStep::Defer(bytes) => return Verdict::Defer(bytes),
+                    MaskStep::Deny(error) => {
+                        let name = name.to_vec();
+                        return Verdict::Replace(self.replacement_parse(&name, error));
+                    }
+                }
                 // It runs at Execute time, maybe in a transaction: widen, never narrow.
                 self.apply_search_path(&decision, false);
                 Verdict::Forward
@@ -120,6 +180,119 @@ impl Governance {
                 let name = name.to_vec();
                 Verdict::Replace(self.replacement_parse(&name, error))
             }
+        }
+    }
+
+    /// What masking makes of an allowed statement.
+    fn mask_check(&mut self, sql: &[u8], idle: bool, policy: &LoadedPolicy) -> MaskStep {
+        let Some(masking) = &mut self.masking else {
+            return MaskStep::Go(None);
+        };
+        // Allowed statements were analysed for the decision already; the masking plan
+        // needs the full analysis, which the decision cache does not keep.
+        let statements = match std::str::from_utf8(sql).map(analyze) {
+            Ok(Ok(statements)) => statements,
+            // The decision allowed it, so onParseError did not deny it: nothing to plan.
+            _ => return MaskStep::Go(None),
+        };
+        match masking.check(&statements, &self.path, idle) {
+            Check::Pass => MaskStep::Go(Some(statements)),
+            Check::Refresh(bytes) => MaskStep::Defer(bytes),
+            Check::Deny(denial) => {
+                info!(rule = %denial.rule, reason = %denial.message, "statement denied by masking");
+                MaskStep::Deny(
+                    PgError::error(
+                        sqlstate::INSUFFICIENT_PRIVILEGE,
+                        format!(
+                            "palisade: statement denied by masking rule \"{}\" of policy {}: {}",
+                            denial.rule,
+                            policy.key(),
+                            denial.message
+                        ),
+                    )
+                    .with_hint("select the columns themselves (the sidecar masks them), or ask for an exemption in the MaskingRule's spec.exempt"),
+                )
+            }
+        }
+    }
+
+    /// A policy reload: masking follows the new rules from the next statement. A session
+    /// that had none gets masking with an empty catalog snapshot, refreshed first thing.
+    fn reload_masking(&mut self, policy: &LoadedPolicy) {
+        let rules = match policy.mask_rules(&self.identity) {
+            Ok(rules) => Arc::new(rules),
+            Err(e) => {
+                warn!(error = %e, "masking rules of the reloaded policy not applied");
+                return;
+            }
+        };
+        match &mut self.masking {
+            Some(m) => m.set_rules(rules),
+            None if rules.is_active() => {
+                let mut m = Masking::new(rules, Snapshot::default(), &self.date_style);
+                m.mark_stale();
+                self.masking = Some(m);
+            }
+            None => {}
+        }
+    }
+
+    pub fn masking_active(&self) -> bool {
+        self.masking.is_some()
+    }
+
+    /// Whether a server message must be held whole for masking.
+    pub fn masking_holds(&mut self, tag: u8) -> bool {
+        self.masking.as_mut().is_some_and(|m| m.holds_server(tag))
+    }
+
+    pub fn refreshing(&self) -> bool {
+        self.masking.as_ref().is_some_and(Masking::refreshing)
+    }
+
+    pub fn on_refresh_message(&mut self, msg: &[u8]) -> Verdict {
+        match &mut self.masking {
+            Some(m) => m.on_refresh_message(msg),
+            None => Verdict::Forward,
+        }
+    }
+
+    pub fn on_sync(&mut self) {
+        if let Some(m) = &mut self.masking {
+            m.on_sync();
+        }
+    }
+
+    pub fn on_client_message(&mut self, msg: &[u8]) {
+        if let Some(m) = &mut self.masking {
+            m.on_client_message(msg);
+        }
+    }
+
+    /// A fast-path function call runs a function by OID, with no SQL to trace: refused
+    /// while columns are masked (it would read them raw).
+    pub fn on_function_call(&mut self) -> Verdict {
+        let Some(m) = &mut self.masking else {
+            return Verdict::Forward;
+        };
+        m.on_denied_query();
+        let policy = self.policy.load_full();
+        let error = PgError::error(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            format!(
+                "palisade: fast-path function calls are refused while policy {} masks columns for you",
+                policy.key()
+            ),
+        )
+        .with_hint("call the function in a SELECT instead");
+        Verdict::Replace(self.replacement_query(error))
+    }
+
+    /// Held server messages other than the ones governance rewrites.
+    pub fn on_backend_message(&mut self, msg: &[u8]) -> Verdict {
+        match &mut self.masking {
+            Some(m) => m.on_server_message(msg),
+            None => Verdict::Forward,
         }
     }
 
@@ -259,6 +432,9 @@ impl Governance {
 
     /// Counts result rows against `limits.maxRowsPerStatement`.
     pub fn on_backend_header(&mut self, tag: u8) -> Verdict {
+        if let Some(m) = &mut self.masking {
+            m.on_server_header(tag);
+        }
         match tag {
             backend::DATA_ROW => {
                 let limit = self.max_rows;

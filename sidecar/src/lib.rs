@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod config;
 pub mod conn;
 pub mod govern;
+pub mod masking;
 pub mod metrics;
 pub mod protocol;
 pub mod relay;

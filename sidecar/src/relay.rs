@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -19,6 +19,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::conn::Conn;
 use crate::govern::Governance;
+use crate::masking::Masking;
 use crate::metrics::SessionMetrics;
 use crate::protocol::frame::{FrameError, Header, MAX_MESSAGE_LEN, peek_header};
 use crate::protocol::{backend, frontend};
@@ -46,6 +47,9 @@ pub enum Verdict {
     Forward,
     Replace(Bytes),
     Discard,
+    /// Send these bytes first and look at the message again once the session allows
+    /// (the masking catalog refresh): the message stays where it is, unread.
+    Defer(Bytes),
 }
 
 /// One direction of the relay: bytes read from its source, bytes due to its destination.
@@ -58,6 +62,9 @@ pub struct Pump {
     discarding: usize,
     /// Size of the message being held whole, once its header is known.
     holding: usize,
+    /// A message was deferred: framing waits until the session lets it go on, and the
+    /// message's header has already been seen.
+    deferred: bool,
     eof: bool,
 }
 
@@ -70,6 +77,7 @@ impl Pump {
             streaming: 0,
             discarding: 0,
             holding: 0,
+            deferred: false,
             eof: false,
         }
     }
@@ -85,6 +93,8 @@ pub struct RelayState {
     pub terminated: bool,
     pub metrics: SessionMetrics,
     pub governance: Governance,
+    /// The verdict on the current held server message's header (a row over the limit).
+    discard_held: bool,
 }
 
 impl RelayState {
@@ -95,6 +105,7 @@ impl RelayState {
             terminated: false,
             metrics,
             governance,
+            discard_held: false,
         }
     }
 }
@@ -104,7 +115,7 @@ trait Side {
     const FROM_CLIENT: bool;
     /// Whether a message of this type must be complete before it is forwarded, and the
     /// largest size that may be held; a larger one goes to `oversize`.
-    fn hold(tag: u8, st: &RelayState) -> Option<usize>;
+    fn hold(tag: u8, st: &mut RelayState) -> Option<usize>;
     /// Sees every message header as it passes; may discard a streamed message.
     fn on_header(header: Header, st: &mut RelayState) -> Verdict;
     /// Sees every held message, whole.
@@ -119,9 +130,15 @@ struct FromServer;
 impl Side for FromClient {
     const FROM_CLIENT: bool = true;
 
-    fn hold(tag: u8, st: &RelayState) -> Option<usize> {
+    fn hold(tag: u8, st: &mut RelayState) -> Option<usize> {
         // Statement text is what decisions are made on.
-        matches!(tag, frontend::QUERY | frontend::PARSE).then(|| st.governance.max_message_len())
+        if matches!(tag, frontend::QUERY | frontend::PARSE) {
+            return Some(st.governance.max_message_len());
+        }
+        // Masking follows statements into portals and must see fast-path calls.
+        (st.governance.masking_active()
+            && (Masking::holds_client(tag) || tag == frontend::FUNCTION_CALL))
+            .then_some(MAX_MESSAGE_LEN)
     }
 
     fn on_header(header: Header, st: &mut RelayState) -> Verdict {
@@ -137,15 +154,24 @@ impl Side for FromClient {
         ) {
             st.in_flight.push_back(Instant::now());
         }
+        if header.tag == frontend::SYNC {
+            st.governance.on_sync();
+        }
         Verdict::Forward
     }
 
     fn on_message(msg: &[u8], st: &mut RelayState) -> Verdict {
         let replay_safe = st.txn_status == b'I' && st.in_flight.len() <= 1;
+        // Nothing else awaits an answer, and the transaction can still run a query.
+        let idle = st.txn_status != b'E' && st.in_flight.len() <= usize::from(msg[0] == frontend::QUERY);
         match msg[0] {
-            frontend::QUERY => st.governance.on_query(msg, replay_safe),
-            frontend::PARSE => st.governance.on_parse(msg),
-            _ => Verdict::Forward,
+            frontend::QUERY => st.governance.on_query(msg, replay_safe, idle),
+            frontend::PARSE => st.governance.on_parse(msg, idle),
+            frontend::FUNCTION_CALL => st.governance.on_function_call(),
+            _ => {
+                st.governance.on_client_message(msg);
+                Verdict::Forward
+            }
         }
     }
 
@@ -157,7 +183,10 @@ impl Side for FromClient {
 impl Side for FromServer {
     const FROM_CLIENT: bool = false;
 
-    fn hold(tag: u8, st: &RelayState) -> Option<usize> {
+    fn hold(tag: u8, st: &mut RelayState) -> Option<usize> {
+        if st.governance.masking_holds(tag) {
+            return Some(MAX_MESSAGE_LEN);
+        }
         let hold = match tag {
             backend::READY_FOR_QUERY => true,
             // Only while a denial is outstanding: its error is rewritten on the way back.
@@ -169,10 +198,22 @@ impl Side for FromServer {
     }
 
     fn on_header(header: Header, st: &mut RelayState) -> Verdict {
-        st.governance.on_backend_header(header.tag)
+        if st.governance.refreshing() {
+            // The sidecar's own catalog query: none of it is the client's.
+            return Verdict::Forward;
+        }
+        let verdict = st.governance.on_backend_header(header.tag);
+        st.discard_held = matches!(verdict, Verdict::Discard);
+        verdict
     }
 
     fn on_message(msg: &[u8], st: &mut RelayState) -> Verdict {
+        if st.governance.refreshing() {
+            return st.governance.on_refresh_message(msg);
+        }
+        if std::mem::take(&mut st.discard_held) {
+            return Verdict::Discard;
+        }
         match msg[0] {
             backend::READY_FOR_QUERY => {
                 if let Some(&status) = msg.get(5) {
@@ -186,7 +227,7 @@ impl Side for FromServer {
             }
             backend::ERROR_RESPONSE => st.governance.on_error_response(msg),
             backend::COMMAND_COMPLETE => st.governance.on_command_complete(),
-            _ => Verdict::Forward,
+            _ => st.governance.on_backend_message(msg),
         }
     }
 
@@ -205,6 +246,8 @@ fn frame<S: Side>(pump: &mut Pump, st: &mut RelayState) -> Result<(), FrameError
     let mut run = 0;
     let mut pos = 0;
     pump.holding = 0;
+    // A deferred message was already seen by on_header; only its body is looked at again.
+    let mut resumed = std::mem::take(&mut pump.deferred);
     loop {
         if pump.streaming > 0 {
             let n = pump.streaming.min(len - pos);
@@ -242,9 +285,18 @@ fn frame<S: Side>(pump: &mut Pump, st: &mut RelayState) -> Result<(), FrameError
                     pump.holding = header.total;
                     break;
                 }
-                S::on_header(header, st);
+                if !std::mem::take(&mut resumed) {
+                    S::on_header(header, st);
+                }
                 let end = pos + header.total;
                 match S::on_message(&pump.inp[pos..end], st) {
+                    Verdict::Defer(bytes) => {
+                        pump.out.extend_from_slice(&pump.inp[run..pos]);
+                        pump.out.extend_from_slice(&bytes);
+                        run = pos;
+                        pump.deferred = true;
+                        break;
+                    }
                     Verdict::Forward => {}
                     Verdict::Replace(bytes) => {
                         pump.out.extend_from_slice(&pump.inp[run..pos]);
@@ -259,7 +311,7 @@ fn frame<S: Side>(pump: &mut Pump, st: &mut RelayState) -> Result<(), FrameError
                 pos = end;
             }
             None => match S::on_header(header, st) {
-                Verdict::Discard => {
+                Verdict::Discard | Verdict::Defer(_) => {
                     pump.out.extend_from_slice(&pump.inp[run..pos]);
                     run = pos;
                     pump.discarding = header.total;
@@ -280,6 +332,13 @@ fn frame<S: Side>(pump: &mut Pump, st: &mut RelayState) -> Result<(), FrameError
     pump.out.extend_from_slice(&pump.inp[run..pos]);
     pump.inp.advance(pos);
     Ok(())
+}
+
+fn protocol_end<S: Side>(e: FrameError) -> RelayEnd {
+    match S::FROM_CLIENT {
+        true => RelayEnd::ClientProtocol(e),
+        false => RelayEnd::ServerProtocol(e),
+    }
 }
 
 fn end<S: Side>(io_err: Option<io::Error>) -> RelayEnd {
@@ -339,6 +398,16 @@ fn pump<S: Side>(
         if pump.out.len() >= HIGH_WATER {
             return Poll::Pending;
         }
+        if pump.deferred {
+            if st.governance.refreshing() {
+                // Woken again by the relay once the other direction ends the refresh.
+                return Poll::Pending;
+            }
+            if let Err(e) = frame::<S>(pump, st) {
+                return Poll::Ready(protocol_end::<S>(e));
+            }
+            continue;
+        }
         // Read as much as is there.
         let want = pump.holding.saturating_sub(pump.inp.len()).max(READ_CHUNK);
         if pump.inp.capacity() - pump.inp.len() < READ_CHUNK {
@@ -354,11 +423,12 @@ fn pump<S: Side>(
             continue;
         }
         st.metrics.bytes(S::FROM_CLIENT, n);
+        if pump.deferred {
+            // Framing resumes at the deferred message once the refresh is done.
+            continue;
+        }
         if let Err(e) = frame::<S>(pump, st) {
-            return Poll::Ready(match S::FROM_CLIENT {
-                true => RelayEnd::ClientProtocol(e),
-                false => RelayEnd::ServerProtocol(e),
-            });
+            return Poll::Ready(protocol_end::<S>(e));
         }
         if pump.inp.is_empty() && pump.inp.capacity() > SHRINK_ABOVE {
             pump.inp = BytesMut::with_capacity(READ_CHUNK);
@@ -381,11 +451,20 @@ pub async fn relay(
         return (RelayEnd::ClientProtocol(e), to_server.out, to_client.out);
     }
     let end = poll_fn(|cx| {
-        if let Poll::Ready(end) = pump::<FromClient>(cx, client, server, &mut to_server, st) {
-            return Poll::Ready(end);
+        loop {
+            if let Poll::Ready(end) = pump::<FromClient>(cx, client, server, &mut to_server, st) {
+                return Poll::Ready(end);
+            }
+            if let Poll::Ready(end) = pump::<FromServer>(cx, server, client, &mut to_client, st) {
+                return Poll::Ready(end);
+            }
+            // The server side may just have answered a catalog refresh that a deferred
+            // client message waits on; nothing else would wake the client side for it.
+            if to_server.deferred && !st.governance.refreshing() {
+                continue;
+            }
+            return Poll::Pending;
         }
-        let end = ready!(pump::<FromServer>(cx, server, client, &mut to_client, st));
-        Poll::Ready(end)
     })
     .await;
     (end, to_server.out, to_client.out)

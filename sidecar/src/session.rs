@@ -23,7 +23,9 @@ use crate::protocol::auth::{
     self, AUTH_CLEARTEXT, AUTH_MD5, AUTH_OK, AUTH_SASL, AUTH_SASL_CONTINUE, AUTH_SASL_FINAL,
 };
 use crate::protocol::error::{PgError, error_message_field, sqlstate};
-use crate::protocol::frame::{FrameError, peek_header};
+use crate::masking::Masking;
+use crate::masking::catalog::{CATALOG_QUERY, CatalogReader, Snapshot};
+use crate::protocol::frame::{FrameError, message, peek_header};
 use crate::protocol::startup::{self, CancelKey, StartupMessage, StartupPacket};
 use crate::protocol::{backend, frontend};
 use crate::relay::{Pump, RelayEnd, RelayState, flush_remaining, relay};
@@ -128,6 +130,9 @@ struct Established {
     user: String,
     database: String,
     started: Instant,
+    identity: Identity,
+    masking: Option<Masking>,
+    date_style: String,
 }
 
 impl Established {
@@ -141,12 +146,10 @@ impl Established {
         info!(user = %self.user, database = %self.database, "session started");
         let governance = Governance::new(
             ctx.policy.clone(),
-            Identity {
-                db_user: self.user.clone(),
-                service_account: ctx.service_account.clone(),
-                ..Identity::default()
-            },
+            self.identity.clone(),
             ctx.cancel.lookup(&self.key),
+            self.masking.take(),
+            std::mem::take(&mut self.date_style),
         );
         let mut state = RelayState::new(metrics, governance);
         let (end, to_server, to_client) = relay(
@@ -347,9 +350,24 @@ async fn establish(
     // ParameterStatus, BackendKeyData, notices, then ReadyForQuery: sent on as one batch.
     let mut batch = BytesMut::with_capacity(1024);
     let mut key = None;
+    let mut date_style = String::from("ISO, MDY");
+    let identity = Identity {
+        db_user: user.clone(),
+        service_account: ctx.service_account.clone(),
+        ..Identity::default()
+    };
+    let masking;
     loop {
         let msg = read_message(&mut server, &mut server_buf).await?;
         match msg[0] {
+            backend::PARAMETER_STATUS => {
+                if let Some((name, value)) = crate::protocol::results::parameter_status(&msg)
+                    && name.eq_ignore_ascii_case(b"DateStyle")
+                {
+                    date_style = String::from_utf8_lossy(value).into_owned();
+                }
+                batch.extend_from_slice(&msg);
+            }
             backend::BACKEND_KEY_DATA => {
                 let real = CancelKey::from_backend_key_data(&msg[5..]).ok_or_else(|| {
                     Stop::tell(PgError::fatal(
@@ -362,6 +380,17 @@ async fn establish(
                 batch.extend_from_slice(&ours.backend_key_data());
             }
             backend::READY_FOR_QUERY => {
+                // Before the client's first query: masking needs the catalog, read on
+                // this very connection.
+                masking = match start_masking(policy, &identity, &mut server, &mut server_buf, &date_style).await {
+                    Ok(m) => m,
+                    Err(stop) => {
+                        if let Some(k) = key {
+                            ctx.cancel.unregister(&k);
+                        }
+                        return Err(stop);
+                    }
+                };
                 batch.extend_from_slice(&msg);
                 client.write_all(&batch).await?;
                 client.flush().await?;
@@ -393,7 +422,53 @@ async fn establish(
         user,
         database,
         started,
+        identity,
+        masking,
+        date_style,
     }))
+}
+
+/// Masking for `identity`, with the catalog snapshot it needs when columns are masked.
+async fn start_masking(
+    policy: &LoadedPolicy,
+    identity: &Identity,
+    server: &mut Conn,
+    server_buf: &mut BytesMut,
+    date_style: &str,
+) -> Result<Option<Masking>, Stop> {
+    let rules = policy.mask_rules(identity).map_err(|e| {
+        Stop::tell(PgError::fatal(
+            sqlstate::CONNECTION_FAILURE,
+            format!("palisade: masking rules of policy {} cannot be applied: {e}", policy.key()),
+        ))
+    })?;
+    if !rules.is_active() {
+        return Ok(None);
+    }
+    let mut snapshot = Snapshot::default();
+    if rules.has_column_rules() {
+        let mut body = CATALOG_QUERY.as_bytes().to_vec();
+        body.push(0);
+        server.write_all(&message(frontend::QUERY, &body)).await?;
+        server.flush().await?;
+        let mut reader = CatalogReader::default();
+        snapshot = loop {
+            let msg = read_message(server, server_buf).await?;
+            if let Some(result) = reader.feed(&msg) {
+                break result.map_err(|e| {
+                    Stop::tell(
+                        PgError::fatal(
+                            sqlstate::CONNECTION_FAILURE,
+                            format!("palisade: cannot read the catalog that masking needs: {e}"),
+                        )
+                        .with_hint("the sidecar reads pg_catalog on the session's own connection; check the database user's access"),
+                    )
+                })?;
+            }
+        };
+        debug!("catalog snapshot for masking read");
+    }
+    Ok(Some(Masking::new(Arc::new(rules), snapshot, date_style)))
 }
 
 async fn upgrade_client(client: &mut Conn, acceptor: &TlsAcceptor) -> Result<(), Stop> {

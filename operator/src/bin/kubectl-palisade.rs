@@ -6,7 +6,12 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use palisade_policy::decision::{Action, Decision, Identity, Reason, RuleSet, SearchPath};
 use palisade_policy::decision_cache::Engine;
+use palisade_policy::analysis::analyze;
+use palisade_policy::mask_plan::{Catalog, MaskRules};
+use palisade_policy::masking::Mask;
+use palisade_policy::model::SecretKeyRef;
 use palisade_policy::{RenderedPolicy, render_files};
+use std::sync::Arc;
 
 /// Palisade's kubectl plugin.
 #[derive(Parser)]
@@ -113,24 +118,122 @@ fn check(args: CheckArgs) -> anyhow::Result<std::process::ExitCode> {
     for policy in &policies {
         let engine = Engine::new(RuleSet::new(policy));
         let decision = engine.decide_uncached(&identity, &path, &args.sql);
-        results.push((policy, decision));
+        let masks = mask_report(policy, &identity, &path, &args.sql)?;
+        results.push((policy, decision, masks));
     }
     match args.output {
         Output::Json => {
             let out: Vec<serde_json::Value> = results
                 .iter()
-                .map(|(p, d)| serde_json::json!({"policy": p.key(), "policyHash": p.policy_hash, "decision": d}))
+                .map(|(p, d, m)| serde_json::json!({"policy": p.key(), "policyHash": p.policy_hash, "decision": d, "masking": m}))
                 .collect();
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         Output::Text => {
-            for (p, d) in &results {
+            for (p, d, m) in &results {
                 print_text(p, d);
+                print_masks(m);
             }
         }
     }
-    let denied = results.iter().any(|(_, d)| d.action != Action::Allow);
+    let denied = results
+        .iter()
+        .any(|(_, d, m)| d.action != Action::Allow || m.denied.is_some());
     Ok(std::process::ExitCode::from(u8::from(denied)))
+}
+
+/// What masking does to one statement's results, as far as it can be known offline (no
+/// catalog: `*` and views are resolved by the sidecar against the live database).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MaskReport {
+    /// Masking is on for this identity.
+    active: bool,
+    /// Why masking refuses the statement.
+    denied: Option<String>,
+    columns: Vec<MaskedColumn>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MaskedColumn {
+    output: String,
+    mask: Option<Mask>,
+    rules: Vec<String>,
+    sources: Vec<String>,
+    computed: bool,
+}
+
+fn mask_report(
+    policy: &RenderedPolicy,
+    identity: &Identity,
+    path: &SearchPath,
+    sql: &str,
+) -> anyhow::Result<MaskReport> {
+    // Offline there are no Secrets: Hash masks are shown, not computed.
+    let no_key = |_: &SecretKeyRef| -> Result<Arc<[u8]>, String> { Ok(Arc::from(&b""[..])) };
+    let rules = MaskRules::for_identity(policy, identity, &no_key).map_err(anyhow::Error::msg)?;
+    let mut report = MaskReport {
+        active: rules.is_active(),
+        denied: None,
+        columns: Vec::new(),
+    };
+    if !rules.has_column_rules() {
+        return Ok(report);
+    }
+    let Ok(statements) = analyze(sql) else {
+        return Ok(report);
+    };
+    let catalog = Catalog::default();
+    for info in &statements {
+        match rules.plan(info, path, &catalog) {
+            Err(denial) => {
+                report.denied = Some(format!("masking rule \"{}\": {}", denial.rule, denial.message));
+                report.columns.clear();
+                return Ok(report);
+            }
+            Ok(plan) => {
+                for (output, planned) in info.outputs.iter().zip(plan.outputs) {
+                    let mask = planned.mask;
+                    report.columns.push(MaskedColumn {
+                        output: match (&output.name, &output.star) {
+                            (Some(name), _) => name.clone(),
+                            (None, Some(_)) => "*".into(),
+                            (None, None) => "?column?".into(),
+                        },
+                        rules: mask.iter().flat_map(|m| m.rules.iter().cloned()).collect(),
+                        sources: mask.iter().flat_map(|m| m.columns.iter().cloned()).collect(),
+                        mask: mask.map(|m| m.mask),
+                        computed: output.computed,
+                    });
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn print_masks(m: &MaskReport) {
+    if let Some(denied) = &m.denied {
+        println!("masking:     denied by {denied}");
+    } else {
+        for c in &m.columns {
+            let how = match &c.mask {
+                Some(mask) => format!(
+                    "{} ({}; from {})",
+                    serde_json::to_string(mask).unwrap_or_default(),
+                    c.rules.join(", "),
+                    c.sources.join(", ")
+                ),
+                None => "raw".into(),
+            };
+            println!("mask:        {:<12} {how}", c.output);
+        }
+        if m.columns.iter().any(|c| c.mask.is_some()) {
+            println!("             (offline: `*` and views are resolved by the sidecar against the live catalog)");
+        }
+    }
+    println!();
 }
 
 fn print_text(policy: &RenderedPolicy, d: &Decision) {
@@ -173,5 +276,4 @@ fn print_text(policy: &RenderedPolicy, d: &Decision) {
     println!("reads:       {}", list(&d.read));
     println!("writes:      {}", list(&d.written));
     println!("columns:     {}", list(&d.columns));
-    println!();
 }

@@ -96,6 +96,7 @@ fn customers_catalog() -> Catalog {
         ],
         view: Some(def.outputs),
         view_reads: def.read,
+        opaque: false,
     });
     catalog.insert(CatalogRelation {
         oid: 300,

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 pub mod frame;
+pub mod results;
 pub mod startup;
 
 /// Frontend (client → server) message type bytes.
@@ -12,6 +13,8 @@ pub mod frontend {
     pub const QUERY: u8 = b'Q';
     pub const PARSE: u8 = b'P';
     pub const BIND: u8 = b'B';
+    pub const DESCRIBE: u8 = b'D';
+    pub const CLOSE: u8 = b'C';
     pub const EXECUTE: u8 = b'E';
     pub const SYNC: u8 = b'S';
     pub const FUNCTION_CALL: u8 = b'F';
@@ -30,6 +33,9 @@ pub mod backend {
     pub const NOTICE_RESPONSE: u8 = b'N';
     pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
     pub const DATA_ROW: u8 = b'D';
+    pub const ROW_DESCRIPTION: u8 = b'T';
+    pub const NO_DATA: u8 = b'n';
+    pub const PORTAL_SUSPENDED: u8 = b's';
     pub const COMMAND_COMPLETE: u8 = b'C';
     pub const EMPTY_QUERY_RESPONSE: u8 = b'I';
     pub const COPY_DATA: u8 = b'd';

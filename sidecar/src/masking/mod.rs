@@ -1,0 +1,495 @@
+//! Dynamic masking on the wire. Each statement's result columns are traced to what they
+//! are read from (the RowDescription's table OID and column number against a catalog
+//! snapshot for plain columns, the SQL analysis for computed ones), and DataRows are
+//! rewritten one at a time as they pass: nothing is buffered per result set.
+//!
+//! Which result a DataRow belongs to follows from the order of responses: every request
+//! that produces rows or descriptions is queued as it goes to the server ([`Expect`]) and
+//! retired as its responses come back, with the protocol's own rules (an error in an
+//! extended-protocol batch skips to Sync; a simple Query ends at ReadyForQuery).
+
+pub mod catalog;
+mod rows;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use palisade_policy::analysis::{Named, StatementInfo};
+use palisade_policy::decision::SearchPath;
+use palisade_policy::mask::{DetectorSet, Session};
+use palisade_policy::mask_plan::{MaskDenial, MaskRules, ResolvedMask, StatementPlan};
+use palisade_policy::masking::Mask;
+use palisade_policy::model::Operation;
+use tracing::warn;
+
+use crate::protocol::frame::message;
+use crate::protocol::results::{self, Field};
+use crate::protocol::{backend, frontend};
+use crate::relay::Verdict;
+use catalog::{CATALOG_QUERY, CatalogReader, Snapshot};
+pub use rows::RowMasker;
+
+/// A request whose responses are still to come.
+enum Expect {
+    /// A simple Query: one plan per statement, the current one by CommandComplete count.
+    Query {
+        plans: Vec<Arc<StatementPlan>>,
+        index: usize,
+    },
+    Describe {
+        kind: u8,
+        name: String,
+    },
+    Execute {
+        portal: String,
+    },
+    Sync,
+    /// The sidecar's own catalog query: its responses are read and dropped.
+    Refresh,
+}
+
+struct Prepared {
+    plan: Arc<StatementPlan>,
+    /// The statement's RowDescription, from a Describe of it (formats all text).
+    fields: Option<Vec<Field>>,
+}
+
+struct Portal {
+    plan: Arc<StatementPlan>,
+    fields: Option<Vec<Field>>,
+    formats: Vec<i16>,
+}
+
+/// One session's masking state.
+pub struct Masking {
+    rules: Arc<MaskRules>,
+    snapshot: Arc<Snapshot>,
+    session: Session,
+    detectors: Option<DetectorSet>,
+    statements: HashMap<String, Prepared>,
+    portals: HashMap<String, Portal>,
+    /// Plans of SQL-level cursors (DECLARE) and prepared statements (PREPARE).
+    cursors: HashMap<String, Arc<StatementPlan>>,
+    prepared: HashMap<String, Arc<StatementPlan>>,
+    expect: VecDeque<Expect>,
+    /// The masker for the DataRows now streaming, if they need one.
+    current: Option<RowMasker>,
+    /// Set when the current result's masker is still to be built (an Execute's rows).
+    pending_execute: bool,
+    /// The snapshot may be out of date (DDL ran, or a statement named something it lacks).
+    stale: bool,
+    reader: Option<CatalogReader>,
+    /// Rewritten rows are built here.
+    scratch: Vec<u8>,
+}
+
+/// What masking needs from the statement a client sends.
+pub enum Check {
+    Pass,
+    /// Refresh the catalog snapshot first, then look at the message again.
+    Refresh(Bytes),
+    Deny(MaskDenial),
+}
+
+impl Masking {
+    pub fn new(rules: Arc<MaskRules>, snapshot: Snapshot, date_style: &str) -> Self {
+        let detectors = (!rules.detectors.is_empty())
+            .then(|| DetectorSet::new(&rules.detectors, rules.detector_key.clone()));
+        Masking {
+            rules,
+            snapshot: Arc::new(snapshot),
+            session: Session::from_date_style(date_style),
+            detectors,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            cursors: HashMap::new(),
+            prepared: HashMap::new(),
+            expect: VecDeque::new(),
+            current: None,
+            pending_execute: false,
+            stale: false,
+            reader: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Rules changed with a policy reload: new masks apply from the next result.
+    pub fn set_rules(&mut self, rules: Arc<MaskRules>) {
+        self.detectors = (!rules.detectors.is_empty())
+            .then(|| DetectorSet::new(&rules.detectors, rules.detector_key.clone()));
+        self.rules = rules;
+    }
+
+    /// Makes the next idle statement refresh the catalog snapshot first.
+    pub fn mark_stale(&mut self) {
+        self.stale = true;
+    }
+
+    /// Whether the sidecar's catalog query is being answered (its responses are dropped).
+    pub fn refreshing(&self) -> bool {
+        matches!(self.expect.front(), Some(Expect::Refresh))
+    }
+
+    /// Decides what masking needs before a statement goes to the server. `idle`: nothing
+    /// is awaiting responses, so a catalog query can be slipped in first.
+    pub fn check(
+        &mut self,
+        statements: &[StatementInfo],
+        path: &SearchPath,
+        idle: bool,
+    ) -> Check {
+        if !self.rules.has_column_rules() {
+            return Check::Pass;
+        }
+        let catalog = &self.snapshot.catalog;
+        let unknown = statements.iter().any(|s| {
+            s.read.iter().any(|r| !catalog.knows_relation(r, path))
+                || s.functions.iter().any(|f| !catalog.knows_function(f))
+        });
+        if (self.stale || unknown) && idle && self.expect.is_empty() {
+            self.stale = false;
+            self.reader = Some(CatalogReader::default());
+            self.expect.push_back(Expect::Refresh);
+            let mut body = CATALOG_QUERY.as_bytes().to_vec();
+            body.push(0);
+            return Check::Refresh(message(frontend::QUERY, &body));
+        }
+        for statement in statements {
+            if let Err(denial) = self.plan(statement, path) {
+                return Check::Deny(denial);
+            }
+        }
+        Check::Pass
+    }
+
+    fn plan(
+        &self,
+        info: &StatementInfo,
+        path: &SearchPath,
+    ) -> Result<Arc<StatementPlan>, MaskDenial> {
+        if !self.rules.has_column_rules() {
+            return Ok(Arc::new(StatementPlan::default()));
+        }
+        let plan = self.rules.plan(info, path, &self.snapshot.catalog)?;
+        Ok(Arc::new(match &info.uses {
+            Some(Named::Cursor(name)) => self
+                .cursors
+                .get(name)
+                .map_or_else(|| self.unknown_plan(), |p| (**p).clone()),
+            Some(Named::Prepared(name)) => self
+                .prepared
+                .get(name)
+                .map_or_else(|| self.unknown_plan(), |p| (**p).clone()),
+            None => plan,
+        }))
+    }
+
+    /// Rows whose statement the sidecar never saw (a cursor declared before a policy
+    /// reload): every computed column is hidden.
+    fn unknown_plan(&self) -> StatementPlan {
+        StatementPlan {
+            outputs: Vec::new(),
+            fallback: Some(null_mask("results of a statement the sidecar did not see")),
+        }
+    }
+
+    /// A Query the server will run (after any denial replaced it, its plans are moot).
+    pub fn on_query(&mut self, statements: &[StatementInfo], path: &SearchPath) {
+        let mut plans = Vec::with_capacity(statements.len());
+        for info in statements {
+            let plan = self
+                .plan(info, path)
+                .unwrap_or_else(|_| Arc::new(StatementPlan::default()));
+            self.remember(info, &plan);
+            plans.push(plan);
+        }
+        self.expect.push_back(Expect::Query { plans, index: 0 });
+    }
+
+    /// A replaced (denied) message: answered by an error and ReadyForQuery.
+    pub fn on_denied_query(&mut self) {
+        self.expect.push_back(Expect::Query {
+            plans: Vec::new(),
+            index: 0,
+        });
+    }
+
+    fn remember(&mut self, info: &StatementInfo, plan: &Arc<StatementPlan>) {
+        if info.operations.iter().any(|op| {
+            matches!(
+                op,
+                Operation::Create | Operation::Alter | Operation::Drop | Operation::Do | Operation::Call
+            )
+        }) {
+            // The catalog changes once this runs; look again before the next statement.
+            self.stale = true;
+        }
+        match &info.defines {
+            Some(Named::Cursor(name)) => {
+                self.cursors.insert(name.clone(), plan.clone());
+            }
+            Some(Named::Prepared(name)) => {
+                self.prepared.insert(name.clone(), plan.clone());
+            }
+            None => {}
+        }
+    }
+
+    pub fn on_parse(&mut self, name: String, statements: &[StatementInfo], path: &SearchPath) {
+        let plan = match statements {
+            [one] => {
+                let plan = self
+                    .plan(one, path)
+                    .unwrap_or_else(|_| Arc::new(StatementPlan::default()));
+                self.remember(one, &plan);
+                plan
+            }
+            // Several statements in one Parse: the server refuses it.
+            _ => Arc::new(StatementPlan::default()),
+        };
+        self.statements.insert(name, Prepared { plan, fields: None });
+    }
+
+    /// Client messages of the extended protocol, held whole while masking is on.
+    pub fn on_client_message(&mut self, msg: &[u8]) {
+        match msg[0] {
+            frontend::BIND => {
+                let Some(bind) = results::bind(msg) else {
+                    return;
+                };
+                let (plan, fields) = match self.statements.get(&bind.statement) {
+                    Some(p) => (p.plan.clone(), p.fields.clone()),
+                    None => (Arc::new(self.unknown_plan()), None),
+                };
+                self.portals.insert(
+                    bind.portal,
+                    Portal {
+                        plan,
+                        fields,
+                        formats: bind.result_formats,
+                    },
+                );
+            }
+            frontend::DESCRIBE => {
+                if let Some((kind, name)) = results::target(msg) {
+                    self.expect.push_back(Expect::Describe { kind, name });
+                }
+            }
+            frontend::EXECUTE => {
+                if let Some(portal) = results::execute_portal(msg) {
+                    self.expect.push_back(Expect::Execute { portal });
+                }
+            }
+            frontend::CLOSE => match results::target(msg) {
+                Some((b'S', name)) => {
+                    self.statements.remove(&name);
+                }
+                Some((_, name)) => {
+                    self.portals.remove(&name);
+                }
+                None => {}
+            },
+            _ => {}
+        }
+    }
+
+    pub fn on_sync(&mut self) {
+        self.expect.push_back(Expect::Sync);
+    }
+
+    /// Which client messages must be held whole.
+    pub fn holds_client(tag: u8) -> bool {
+        matches!(
+            tag,
+            frontend::BIND | frontend::DESCRIBE | frontend::EXECUTE | frontend::CLOSE
+        )
+    }
+
+    /// Which server messages must be held whole now.
+    pub fn holds_server(&mut self, tag: u8) -> bool {
+        if self.refreshing() {
+            return true;
+        }
+        match tag {
+            backend::ROW_DESCRIPTION | backend::PARAMETER_STATUS => true,
+            backend::DATA_ROW => {
+                if self.current.is_none() && matches!(self.expect.front(), Some(Expect::Execute { .. })) {
+                    self.start_execute();
+                }
+                self.current.as_ref().is_some_and(RowMasker::is_active)
+            }
+            _ => false,
+        }
+    }
+
+    /// The sidecar's catalog query is answered: read and drop every message except those
+    /// meant for the client whatever it asked (notices, notifications, parameter changes).
+    pub fn on_refresh_message(&mut self, msg: &[u8]) -> Verdict {
+        let tag = msg[0];
+        if let Some(reader) = self.reader.as_mut()
+            && let Some(result) = reader.feed(msg)
+        {
+            self.reader = None;
+            self.expect.pop_front();
+            match result {
+                Ok(snapshot) => self.snapshot = Arc::new(snapshot),
+                Err(e) => {
+                    // Keep the old snapshot; unknown relations are then masked as
+                    // conservatively as the snapshot allows.
+                    warn!(error = %e, "catalog refresh failed");
+                }
+            }
+            return Verdict::Discard;
+        }
+        match tag {
+            backend::NOTICE_RESPONSE | b'A' | backend::PARAMETER_STATUS => Verdict::Forward,
+            _ => Verdict::Discard,
+        }
+    }
+
+    /// Server message boundaries that retire requests (seen by header; no need to hold).
+    pub fn on_server_header(&mut self, tag: u8) {
+        match tag {
+            backend::NO_DATA => {
+                if matches!(self.expect.front(), Some(Expect::Describe { .. })) {
+                    self.expect.pop_front();
+                }
+            }
+            backend::COMMAND_COMPLETE | backend::EMPTY_QUERY_RESPONSE | backend::PORTAL_SUSPENDED => {
+                self.end_result();
+            }
+            backend::ERROR_RESPONSE => {
+                self.current = None;
+                self.pending_execute = false;
+                match self.expect.front_mut() {
+                    Some(Expect::Query { index, .. }) => *index += 1,
+                    _ => {
+                        // Extended protocol: the server skips to Sync.
+                        while let Some(front) = self.expect.front() {
+                            if matches!(front, Expect::Sync | Expect::Query { .. }) {
+                                break;
+                            }
+                            self.expect.pop_front();
+                        }
+                    }
+                }
+            }
+            backend::READY_FOR_QUERY => {
+                self.current = None;
+                self.pending_execute = false;
+                while let Some(front) = self.expect.pop_front() {
+                    if matches!(front, Expect::Sync | Expect::Query { .. }) {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn end_result(&mut self) {
+        self.current = None;
+        self.pending_execute = false;
+        match self.expect.front_mut() {
+            Some(Expect::Query { index, .. }) => *index += 1,
+            Some(Expect::Execute { .. }) => {
+                self.expect.pop_front();
+            }
+            _ => {}
+        }
+    }
+
+    /// Held server messages: descriptions, rows, parameter changes.
+    pub fn on_server_message(&mut self, msg: &[u8]) -> Verdict {
+        match msg[0] {
+            backend::ROW_DESCRIPTION => {
+                self.on_row_description(msg);
+                Verdict::Forward
+            }
+            backend::DATA_ROW => match self.current.as_mut() {
+                Some(masker) => masker.rewrite(msg, &mut self.scratch),
+                None => Verdict::Forward,
+            },
+            backend::PARAMETER_STATUS => {
+                if let Some((name, value)) = results::parameter_status(msg)
+                    && name.eq_ignore_ascii_case(b"DateStyle")
+                {
+                    self.session = Session::from_date_style(&String::from_utf8_lossy(value));
+                }
+                Verdict::Forward
+            }
+            _ => Verdict::Forward,
+        }
+    }
+
+    fn on_row_description(&mut self, msg: &[u8]) {
+        let fields = results::row_description(msg);
+        match self.expect.front_mut() {
+            Some(Expect::Query { plans, index }) => {
+                let plan = plans
+                    .get(*index)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(self.unknown_plan()));
+                self.current = Some(self.masker(&plan, fields.as_deref(), None));
+            }
+            Some(Expect::Describe { kind, name }) => {
+                match *kind {
+                    b'S' => {
+                        if let Some(p) = self.statements.get_mut(name.as_str()) {
+                            p.fields = fields;
+                        }
+                    }
+                    _ => {
+                        if let Some(p) = self.portals.get_mut(name.as_str()) {
+                            p.fields = fields;
+                        }
+                    }
+                }
+                self.expect.pop_front();
+            }
+            _ => {}
+        }
+    }
+
+    /// The rows of an Execute: the portal's description (from Describe) or its
+    /// statement's, with the formats Bind asked for.
+    fn start_execute(&mut self) {
+        let Some(Expect::Execute { portal }) = self.expect.front() else {
+            return;
+        };
+        let masker = match self.portals.get(portal) {
+            Some(p) => self.masker(&p.plan.clone(), p.fields.clone().as_deref(), Some(&p.formats.clone())),
+            None => self.masker(&Arc::new(self.unknown_plan()), None, None),
+        };
+        self.current = Some(masker);
+        self.pending_execute = false;
+    }
+
+    fn masker(
+        &self,
+        plan: &StatementPlan,
+        fields: Option<&[Field]>,
+        formats: Option<&[i16]>,
+    ) -> RowMasker {
+        rows::build(
+            &self.rules,
+            &self.snapshot,
+            &self.session,
+            self.detectors.as_ref(),
+            plan,
+            fields,
+            formats,
+        )
+    }
+}
+
+/// The mask that hides every value of every type.
+pub fn null_mask(why: &str) -> ResolvedMask {
+    ResolvedMask {
+        mask: Mask::Null,
+        key: None,
+        columns: [why.to_string()].into(),
+        rules: Default::default(),
+    }
+}

@@ -1,0 +1,540 @@
+//! Dynamic masking through the live sidecar: planted sensitive values, then well over a
+//! hundred queries that try to get them out — through derived expressions, whole rows,
+//! JSON, views, subqueries, CTEs, set operations, cursors, prepared statements, binary
+//! format — in the simple protocol (text), the extended protocol with binary results
+//! (tokio-postgres) and with text results (a raw wire client). Every byte the sidecar
+//! sends a client passes a recorder, and the test fails if a planted value is in it.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::{connect, db_error, field};
+use palisade_tests::free_port;
+use palisade_tests::pg::{PgCluster, SUPERUSER, TRUST_USER};
+use palisade_tests::sidecar::{Sidecar, SidecarOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_postgres::SimpleQueryMessage;
+
+const SEED: &str = r#"
+CREATE EXTENSION IF NOT EXISTS citext;
+DROP TABLE IF EXISTS customers, sink CASCADE;
+CREATE TABLE customers(
+  id int PRIMARY KEY, name text, email citext, ssn varchar(11), phone text, birth date,
+  income numeric, uid uuid, meta jsonb, tags text[], notes text, password_hash text);
+INSERT INTO customers VALUES
+ (1, 'Ada', 'ada.lovelace@planted.example', '123-45-6789', '+1-202-555-0173', '1815-12-10',
+  98765.4321, 'a1b2c3d4-0000-4000-8000-123456789abc', '{"email": "ada.lovelace@planted.example", "score": 7}',
+  '{ada-secret-tag,x}', 'card 4111 1111 1111 1111 key AKIAIOSFODNN7PLANTED', 'pbkdf2$planted$hash-one'),
+ (2, 'Grace', 'grace.hopper@planted.example', '987-65-4321', '+1-202-555-0199', '1906-12-09',
+  12345.6789, 'b2c3d4e5-1111-4111-9111-abcdefabcdef', '{"email": "grace.hopper@planted.example", "score": 9}',
+  '{grace-secret-tag}', 'mail grace.hopper@planted.example', 'pbkdf2$planted$hash-two');
+CREATE TABLE sink(v text);
+CREATE VIEW contacts AS SELECT name, email AS e, ssn AS s FROM customers;
+CREATE VIEW contacts_upper AS SELECT name, upper(e) AS ue FROM contacts;
+GRANT ALL ON ALL TABLES IN SCHEMA public TO trust_user;
+"#;
+
+/// Raw values that must never reach a non-exempt client, in any encoding listed.
+const PLANTED: &[&str] = &[
+    "ada.lovelace",
+    "grace.hopper",
+    "ADA.LOVELACE",
+    "123-45-6789",
+    "987-65-4321",
+    "123456789",
+    "987654321",
+    "202-555-0173",
+    "2025550173",
+    "202-555-0199",
+    "1815-12-10",
+    "1906-12-09",
+    "98765.43",
+    "12345.67",
+    "a1b2c3d4-0000-4000-8000-123456789abc",
+    "b2c3d4e5-1111-4111-9111-abcdefabcdef",
+    "ada-secret-tag",
+    "grace-secret-tag",
+    "4111 1111 1111 1111",
+    "4111111111111111",
+    "AKIAIOSFODNN7PLANTED",
+    "pbkdf2$planted",
+    // hex and base64 of an SSN
+    "3132332d34352d36373839",
+    "MTIzLTQ1LTY3ODk",
+];
+
+/// The uuid of row 1 in binary format.
+const PLANTED_UUID_BINARY: [u8; 16] = [
+    0xa1, 0xb2, 0xc3, 0xd4, 0x00, 0x00, 0x40, 0x00, 0x80, 0x00, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc,
+];
+
+fn masking_yaml(port: u16, pg_port: u16) -> String {
+    format!(
+        r#"apiVersion: palisade.dev/v1alpha1
+kind: DatabasePolicy
+metadata: {{name: masked, namespace: test}}
+spec:
+  listen: {{port: {port}}}
+  database: {{host: 127.0.0.1, port: {pg_port}, tls: {{mode: Disable}}}}
+---
+apiVersion: palisade.dev/v1alpha1
+kind: MaskingRule
+metadata: {{name: customer-pii, namespace: test}}
+spec:
+  columns:
+    - {{table: public.customers, column: email, mask: {{type: Email}}}}
+    - {{table: public.customers, column: ssn, mask: {{type: Partial, keepLast: 4}}}}
+    - {{table: public.customers, column: phone, mask: {{type: Hash, keySecretRef: {{name: mask-key, key: hmac}}}}}}
+    - {{table: public.customers, column: birth, mask: {{type: Truncate, to: Year}}}}
+    - {{table: public.customers, column: income, mask: {{type: Noise, ratio: 0.1}}}}
+    - {{table: public.customers, column: uid, mask: {{type: Tokenize}}}}
+    - {{table: public.customers, column: meta, mask: {{type: Redact}}}}
+    - {{table: public.customers, column: tags, mask: {{type: Partial, keepFirst: 1}}}}
+    - {{table: "*", column: "*password*", mask: {{type: Null}}}}
+  detectors:
+    - {{entities: [Email, CreditCard, AwsAccessKey], mask: {{type: Redact}}}}
+  exempt: {{dbUsers: [{SUPERUSER}]}}
+"#
+    )
+}
+
+/// Forwards connections to `target`, recording every byte sent back to clients.
+async fn recorder(target: u16) -> (u16, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.split();
+                let (mut sr, mut sw) = server.split();
+                let up = tokio::io::copy(&mut cr, &mut sw);
+                let down = async {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match sr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        record.lock().unwrap().extend_from_slice(&buf[..n]);
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                tokio::select! { _ = up => {}, _ = down => {} }
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// Planted values in `bytes`.
+fn leaks(bytes: &[u8]) -> Vec<String> {
+    let mut found: Vec<String> = PLANTED
+        .iter()
+        .filter(|p| bytes.windows(p.len()).any(|w| w == p.as_bytes()))
+        .map(|p| p.to_string())
+        .collect();
+    if bytes
+        .windows(PLANTED_UUID_BINARY.len())
+        .any(|w| w == PLANTED_UUID_BINARY)
+    {
+        found.push("uuid in binary".into());
+    }
+    found
+}
+
+struct Setup {
+    _sidecar: Sidecar,
+    port: u16,
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+
+async fn setup(database: &str) -> Setup {
+    let pg = PgCluster::shared();
+    pg.create_database(database).unwrap();
+    pg.psql(database, SEED).unwrap();
+    let port = free_port();
+    let sidecar = Sidecar::start(SidecarOptions {
+        policy_yaml: masking_yaml(port, pg.port),
+        secrets: vec![("mask-key", "hmac", b"test-hmac-key".to_vec())],
+        port,
+        // Debug logs of every statement's parse would dwarf the test's own work.
+        extra_args: vec!["--log-level".into(), "info".into()],
+    })
+    .unwrap();
+    let (rport, seen) = recorder(sidecar.port).await;
+    Setup {
+        _sidecar: sidecar,
+        port: rport,
+        seen,
+    }
+}
+
+fn conn_str(port: u16, user: &str, database: &str) -> String {
+    format!("host=127.0.0.1 port={port} user={user} dbname={database}")
+}
+
+/// Queries that run and must return only masked values.
+const READS: &[&str] = &[
+    "SELECT * FROM customers",
+    "SELECT email, ssn, phone FROM customers",
+    "SELECT id, name, email FROM customers ORDER BY id",
+    "SELECT lower(email) FROM customers",
+    "SELECT upper(email::text) FROM customers",
+    "SELECT email || '' FROM customers",
+    "SELECT upper(ssn) FROM customers",
+    "SELECT substr(ssn, 1, 11) FROM customers",
+    "SELECT left(ssn, 20), right(ssn, 20) FROM customers",
+    "SELECT replace(ssn, '-', '') FROM customers",
+    "SELECT translate(email::text, 'a', 'a') FROM customers",
+    "SELECT regexp_replace(email::text, 'x', 'y') FROM customers",
+    "SELECT split_part(email::text, '@', 1) FROM customers",
+    "SELECT concat(email, ssn) FROM customers",
+    "SELECT format('%s', ssn) FROM customers",
+    "SELECT quote_literal(ssn) FROM customers",
+    "SELECT encode(convert_to(ssn, 'UTF8'), 'hex') FROM customers",
+    "SELECT encode(convert_to(ssn, 'UTF8'), 'base64') FROM customers",
+    "SELECT ssn::varchar FROM customers",
+    "SELECT CAST(phone AS varchar(40)) FROM customers",
+    "SELECT ssn COLLATE \"C\" FROM customers",
+    "SELECT coalesce(ssn, '') FROM customers",
+    "SELECT nullif(ssn, '') FROM customers",
+    "SELECT greatest(ssn, '') FROM customers",
+    "SELECT CASE WHEN id > 0 THEN ssn END FROM customers",
+    "SELECT c FROM customers c",
+    "SELECT customers FROM customers",
+    "SELECT c.* FROM customers c",
+    "SELECT (c).ssn FROM customers c",
+    "SELECT row_to_json(c) FROM customers c",
+    "SELECT to_jsonb(c) FROM customers c",
+    "SELECT to_json(c.*) FROM customers c",
+    "SELECT json_agg(c) FROM customers c",
+    "SELECT jsonb_agg(email) FROM customers",
+    "SELECT json_build_object('e', email, 's', ssn) FROM customers",
+    "SELECT jsonb_build_array(ssn, phone) FROM customers",
+    "SELECT ROW(email, ssn) FROM customers",
+    "SELECT ARRAY[email::text, ssn] FROM customers",
+    "SELECT array_agg(ssn) FROM customers",
+    "SELECT string_agg(ssn, ',') FROM customers",
+    "SELECT max(ssn), min(email) FROM customers",
+    "SELECT (array_agg(ssn))[1] FROM customers",
+    "SELECT count(*), count(ssn) FROM customers",
+    "SELECT first_value(email) OVER () FROM customers",
+    "SELECT lag(ssn) OVER (ORDER BY id) FROM customers",
+    "SELECT xmlelement(name x, ssn) FROM customers",
+    "SELECT e, s FROM contacts",
+    "SELECT * FROM contacts",
+    "SELECT upper(e) FROM contacts",
+    "SELECT * FROM contacts_upper",
+    "SELECT c FROM contacts c",
+    "SELECT x FROM (SELECT email AS x FROM customers) sub",
+    "SELECT * FROM (SELECT ssn, email FROM customers) sub",
+    "SELECT s.* FROM (SELECT ssn || '' AS v FROM customers) s",
+    "WITH t AS (SELECT ssn FROM customers) SELECT * FROM t",
+    "WITH t AS (SELECT ssn || 'x' AS v FROM customers) SELECT v FROM t",
+    "WITH t AS MATERIALIZED (SELECT email FROM customers) SELECT lower(email) FROM t",
+    "WITH RECURSIVE r(v) AS (SELECT ssn FROM customers UNION ALL SELECT v FROM r WHERE false) SELECT v FROM r",
+    "SELECT email FROM customers UNION SELECT 'x'",
+    "SELECT 'x' UNION ALL SELECT ssn FROM customers",
+    "SELECT ssn FROM customers INTERSECT SELECT ssn FROM customers",
+    "SELECT ssn FROM customers EXCEPT SELECT 'y'",
+    "SELECT (SELECT email FROM customers ORDER BY id LIMIT 1)",
+    "SELECT (SELECT string_agg(ssn, ',') FROM customers) AS everything",
+    "SELECT id, (SELECT ssn FROM customers c2 WHERE c2.id = c1.id) FROM customers c1",
+    "SELECT * FROM customers c1 JOIN customers c2 USING (id)",
+    "SELECT * FROM customers NATURAL JOIN (SELECT id FROM customers) x",
+    "SELECT * FROM customers, LATERAL (SELECT ssn || '!' AS v) l",
+    "SELECT * FROM unnest((SELECT array_agg(ssn) FROM customers))",
+    "SELECT * FROM regexp_split_to_table((SELECT string_agg(ssn, ',') FROM customers), ',')",
+    "SELECT * FROM jsonb_each_text((SELECT to_jsonb(c) FROM customers c LIMIT 1))",
+    "SELECT * FROM json_populate_record(null::customers, (SELECT row_to_json(c) FROM customers c LIMIT 1))",
+    "SELECT t.* FROM customers c, unnest(c.tags) t",
+    "SELECT unnest(tags) FROM customers",
+    "SELECT tags, tags[1] FROM customers",
+    "SELECT meta, meta->>'email', meta->'email' FROM customers",
+    "SELECT jsonb_path_query(meta, '$.email') FROM customers",
+    "SELECT uid, uid::text FROM customers",
+    "SELECT birth, birth::text, to_char(birth, 'YYYY-MM-DD') FROM customers",
+    "SELECT income, income::text, income * 1 FROM customers",
+    "SELECT password_hash FROM customers",
+    "SELECT notes, upper(notes), replace(notes, ' ', '') FROM customers",
+    "VALUES ((SELECT ssn FROM customers ORDER BY id LIMIT 1))",
+    "SELECT * FROM (VALUES ((SELECT email FROM customers LIMIT 1))) v(x)",
+    "TABLE customers",
+    "SELECT * FROM ONLY customers",
+    "SELECT email FROM public.customers",
+    "SELECT \"email\" FROM \"customers\"",
+    "SELECT ssn FROM customers WHERE ssn LIKE '123%'",
+    "SELECT email FROM customers WHERE email = 'ada.lovelace@planted.example'",
+    "SELECT DISTINCT email FROM customers",
+    "SELECT email FROM customers GROUP BY email",
+    "SELECT ssn FROM customers WHERE id IN (SELECT id FROM customers)",
+    "SELECT e FROM customers t(i, n, e)",
+    "SELECT upper(e) FROM customers t(i, n, e)",
+    "SELECT length(email), md5(ssn) FROM customers",
+];
+
+/// Statements masking must refuse (their values would leave its reach).
+const DENIED: &[&str] = &[
+    "CREATE TABLE leak1 AS SELECT email FROM customers",
+    "SELECT ssn INTO leak2 FROM customers",
+    "INSERT INTO sink SELECT email FROM customers",
+    "INSERT INTO sink VALUES ((SELECT ssn FROM customers LIMIT 1))",
+    "UPDATE sink SET v = (SELECT ssn FROM customers LIMIT 1)",
+    "COPY customers TO STDOUT",
+    "COPY (SELECT email FROM customers) TO STDOUT WITH (FORMAT csv)",
+    "COPY customers (ssn) TO STDOUT WITH (FORMAT binary)",
+    "SELECT query_to_xml('SELECT ssn FROM customers', true, true, '')",
+    "SELECT table_to_xml('customers', true, true, '')",
+    "SELECT most_common_vals FROM pg_stats WHERE tablename = 'customers'",
+    "SELECT * FROM pg_catalog.pg_stats",
+    "SELECT * FROM ts_stat('SELECT to_tsvector(ssn) FROM customers')",
+];
+
+async fn simple(client: &tokio_postgres::Client, sql: &str) -> Result<usize, (String, String)> {
+    client
+        .simple_query(sql)
+        .await
+        .map(|m| {
+            m.iter()
+                .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
+                .count()
+        })
+        .map_err(|e| db_error(&e))
+}
+
+async fn binary(client: &tokio_postgres::Client, sql: &str) -> Result<usize, (String, String)> {
+    client.query(sql, &[]).await.map(|r| r.len()).map_err(|e| db_error(&e))
+}
+
+/// The extended protocol with text results, as libpq's PQexecParams sends it.
+async fn extended_text(port: u16, user: &str, database: &str, sql: &str) -> Result<usize, (String, String)> {
+    let mut raw = common::RawClient::connect(port).await;
+    raw.startup(user, database).await;
+    let mut out = Vec::new();
+    let mut msg = |tag: u8, body: &[u8]| {
+        out.push(tag);
+        out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        out.extend_from_slice(body);
+    };
+    let mut parse = b"\0".to_vec();
+    parse.extend_from_slice(sql.as_bytes());
+    parse.extend_from_slice(&[0, 0, 0]);
+    msg(b'P', &parse);
+    msg(b'B', &[0, 0, 0, 0, 0, 0, 0, 0]);
+    msg(b'D', b"P\0");
+    msg(b'E', &[0, 0, 0, 0, 0]);
+    msg(b'S', &[]);
+    raw.stream.write_all(&out).await.unwrap();
+    let mut rows = 0;
+    let mut error = None;
+    loop {
+        let (tag, body) = raw.read_message().await.expect("a response");
+        match tag {
+            b'D' => rows += 1,
+            b'E' => error = Some((field(&body, b'C'), field(&body, b'M'))),
+            b'Z' => break,
+            _ => {}
+        }
+    }
+    match error {
+        Some(e) => Err(e),
+        None => Ok(rows),
+    }
+}
+
+fn take(seen: &Mutex<Vec<u8>>) -> Vec<u8> {
+    std::mem::take(&mut *seen.lock().unwrap())
+}
+
+#[tokio::test]
+async fn planted_values_never_reach_a_client_that_is_not_exempt() {
+    let db = "masking_leaks";
+    let s = setup(db).await;
+    let client = connect(&conn_str(s.port, TRUST_USER, db)).await.unwrap();
+    take(&s.seen);
+    let mut failures = Vec::new();
+    let mut tried = 0;
+    for sql in READS {
+        for mode in ["simple/text", "extended/binary", "extended/text"] {
+            tried += 1;
+            let t = std::time::Instant::now();
+            let result = match mode {
+                "simple/text" => simple(&client, sql).await,
+                "extended/binary" => binary(&client, sql).await,
+                _ => extended_text(s.port, TRUST_USER, db, sql).await,
+            };
+            eprintln!("{:?}", t.elapsed());
+            let bytes = take(&s.seen);
+            eprintln!("{mode} {sql}: {:?}", result.as_ref().map_err(|e| &e.1));
+            let leaked = leaks(&bytes);
+            if !leaked.is_empty() {
+                failures.push(format!("{mode} {sql}: LEAKED {leaked:?}"));
+            }
+            match result {
+                Ok(rows) if rows > 0 => {}
+                Ok(_) => failures.push(format!("{mode} {sql}: no rows")),
+                Err(e) => failures.push(format!("{mode} {sql}: failed {e:?}")),
+            }
+        }
+    }
+    for sql in DENIED {
+        for mode in ["simple/text", "extended/binary"] {
+            tried += 1;
+            let result = match mode {
+                "simple/text" => simple(&client, sql).await,
+                _ => binary(&client, sql).await,
+            };
+            let leaked = leaks(&take(&s.seen));
+            if !leaked.is_empty() {
+                failures.push(format!("{mode} {sql}: LEAKED {leaked:?}"));
+            }
+            match result {
+                Err((code, message)) if code == "42501" && message.contains("masking") || message.contains("fast-path") => {}
+                other => failures.push(format!("{mode} {sql}: expected a masking denial, got {other:?}")),
+            }
+        }
+    }
+    assert!(tried >= 300, "{tried} attempts");
+    assert!(failures.is_empty(), "{} of {tried} attempts failed:\n{}", failures.len(), failures.join("\n"));
+
+    // Nothing a denial refused happened.
+    let pg = PgCluster::shared();
+    let left = pg
+        .psql(db, "SELECT count(*) FROM sink; SELECT to_regclass('leak1') IS NULL AND to_regclass('leak2') IS NULL;")
+        .unwrap();
+    assert!(left.contains('0') && left.contains('t'), "{left}");
+}
+
+#[tokio::test]
+async fn masked_values_keep_their_shape_and_the_session_stays_usable() {
+    let db = "masking_shapes";
+    let s = setup(db).await;
+    let client = connect(&conn_str(s.port, TRUST_USER, db)).await.unwrap();
+    let rows = client
+        .simple_query("SELECT name, email, ssn, birth, password_hash, notes FROM customers ORDER BY id")
+        .await
+        .unwrap();
+    let row = rows
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .expect("rows");
+    assert_eq!(row.get(0), Some("Ada"), "unmasked columns pass unchanged");
+    let email = row.get(1).unwrap();
+    assert!(email.starts_with('a') && email.ends_with("@planted.example") && email.contains('*'), "{email}");
+    assert_eq!(row.get(2), Some("*******6789"));
+    assert_eq!(row.get(3), Some("1815-01-01"));
+    assert_eq!(row.get(4), None, "Null mask");
+    let notes = row.get(5).unwrap();
+    assert!(notes.starts_with("card ") && !notes.contains("4111"), "{notes}");
+    // Hash is keyed and deterministic: equal inputs, equal outputs; both formats agree.
+    let a = client.query("SELECT phone FROM customers ORDER BY id", &[]).await.unwrap();
+    let b = client.query("SELECT phone FROM customers ORDER BY id", &[]).await.unwrap();
+    let a: Vec<String> = a.iter().map(|r| r.get(0)).collect();
+    let b: Vec<String> = b.iter().map(|r| r.get(0)).collect();
+    assert_eq!(a, b);
+    assert_ne!(a[0], a[1]);
+    assert!(!a[0].contains("555"), "{a:?}");
+    // Binary values decode as their types.
+    let row = client
+        .query_one("SELECT email::text, ssn, id, tags FROM customers WHERE id = 1", &[])
+        .await
+        .unwrap();
+    let tags: Vec<String> = row.get(3);
+    assert_eq!(tags[0].chars().next(), Some('a'));
+    assert!(!tags[0].contains("secret"));
+    // A denial leaves the session usable.
+    let err = client.simple_query("COPY customers TO STDOUT").await.unwrap_err();
+    assert_eq!(db_error(&err).0, "42501");
+    let one = client.simple_query("SELECT 1").await.unwrap();
+    assert!(one.iter().any(|m| matches!(m, SimpleQueryMessage::Row(_))));
+}
+
+#[tokio::test]
+async fn exempt_subjects_see_raw_values() {
+    let db = "masking_exempt";
+    let s = setup(db).await;
+    let client = connect(&conn_str(s.port, SUPERUSER, db)).await.unwrap();
+    take(&s.seen);
+    let n = simple(&client, "SELECT * FROM customers").await.unwrap();
+    assert_eq!(n, 2);
+    let bytes = take(&s.seen);
+    let leaked = leaks(&bytes);
+    assert!(leaked.contains(&"ada.lovelace".to_string()), "{leaked:?}");
+    assert!(leaked.contains(&"123-45-6789".to_string()), "{leaked:?}");
+    let copy = client.copy_out("COPY customers TO STDOUT").await.unwrap();
+    futures_util::pin_mut!(copy);
+    let mut data = Vec::new();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut copy).await {
+        data.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(String::from_utf8_lossy(&data).contains("123-45-6789"));
+}
+
+#[tokio::test]
+async fn views_and_tables_created_during_the_session_are_masked() {
+    let db = "masking_ddl";
+    let s = setup(db).await;
+    let client = connect(&conn_str(s.port, TRUST_USER, db)).await.unwrap();
+    // Made by another connection after this session read the catalog.
+    PgCluster::shared()
+        .psql(db, "CREATE VIEW later AS SELECT email AS x FROM customers; GRANT SELECT ON later TO trust_user;")
+        .unwrap();
+    take(&s.seen);
+    for sql in ["SELECT x FROM later", "SELECT lower(x) FROM later"] {
+        assert_eq!(simple(&client, sql).await.unwrap(), 2, "{sql}");
+        assert_eq!(binary(&client, sql).await.unwrap(), 2, "{sql}");
+        let leaked = leaks(&take(&s.seen));
+        assert!(leaked.is_empty(), "{sql}: {leaked:?}");
+    }
+    // Made in this session.
+    client
+        .simple_query("CREATE TEMP VIEW mine AS SELECT ssn AS y FROM customers")
+        .await
+        .unwrap();
+    take(&s.seen);
+    assert_eq!(simple(&client, "SELECT y, upper(y) FROM mine").await.unwrap(), 2);
+    let leaked = leaks(&take(&s.seen));
+    assert!(leaked.is_empty(), "{leaked:?}");
+}
+
+#[tokio::test]
+async fn cursors_and_prepared_statements_are_masked() {
+    let db = "masking_cursors";
+    let s = setup(db).await;
+    let client = connect(&conn_str(s.port, TRUST_USER, db)).await.unwrap();
+    take(&s.seen);
+    let script = "BEGIN; DECLARE c CURSOR FOR SELECT email, lower(ssn) FROM customers; FETCH 1 FROM c; FETCH ALL FROM c; \
+                  DECLARE b BINARY CURSOR FOR SELECT ssn, upper(email::text) FROM customers; FETCH ALL FROM b; COMMIT";
+    client.batch_execute(script).await.unwrap();
+    client
+        .batch_execute("PREPARE p AS SELECT ssn, lower(email::text) FROM customers; EXECUTE p; DEALLOCATE p")
+        .await
+        .unwrap();
+    let leaked = leaks(&take(&s.seen));
+    assert!(leaked.is_empty(), "{leaked:?}");
+    // Extended protocol: one statement prepared once, executed many times without a
+    // new Describe (as drivers do).
+    let stmt = client.prepare("SELECT ssn, ssn || '' FROM customers WHERE id = $1").await.unwrap();
+    for id in [1i32, 2, 1] {
+        let row = client.query_one(&stmt, &[&id]).await.unwrap();
+        let plain: String = row.get(0);
+        let derived: String = row.get(1);
+        assert!(plain.starts_with("*******"), "{plain}");
+        assert!(!derived.contains("45-"), "{derived}");
+    }
+    let leaked = leaks(&take(&s.seen));
+    assert!(leaked.is_empty(), "{leaked:?}");
+}
