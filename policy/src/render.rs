@@ -91,7 +91,11 @@ impl RenderedPolicy {
             names.insert(oidc.jwks_secret_ref.name.clone());
         }
         for sink in &spec.audit.sinks {
-            if let Some(r) = sink.http.as_ref().and_then(|h| h.headers_secret_ref.as_ref()) {
+            if let Some(r) = sink
+                .http
+                .as_ref()
+                .and_then(|h| h.headers_secret_ref.as_ref())
+            {
                 names.insert(r.name.clone());
             }
         }
