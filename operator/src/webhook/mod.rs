@@ -40,6 +40,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Requests without limits on CPU: a throttled proxy adds latency to every statement.
 pub const DEFAULT_SIDECAR_RESOURCES: &str =
     r#"{"requests":{"cpu":"50m","memory":"32Mi"},"limits":{"memory":"128Mi"}}"#;
+/// Startup calls to the API server (version, first TLS pass) give up after this, so a slow
+/// API server delays listening by seconds, not by the client's minutes-long timeouts.
+const STARTUP_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often cert-manager mode re-reads the certificate files.
 const CERT_DIR_POLL: Duration = Duration::from_secs(10);
 
@@ -140,14 +143,22 @@ async fn native_sidecars(mode: NativeSidecars, client: &kube::Client) -> bool {
     match mode {
         NativeSidecars::Always => true,
         NativeSidecars::Never => false,
-        NativeSidecars::Auto => match client.apiserver_version().await {
-            Ok(info) => supports_native_sidecars(&info),
-            Err(e) => {
-                // Regular containers work everywhere; native ones only on 1.29+.
-                warn!(error = %e, "reading the API server version; injecting regular sidecars");
-                false
+        NativeSidecars::Auto => {
+            match tokio::time::timeout(STARTUP_CALL_TIMEOUT, client.apiserver_version()).await {
+                Ok(Ok(info)) => supports_native_sidecars(&info),
+                Ok(Err(e)) => {
+                    // Regular containers work everywhere; native ones only on 1.29+.
+                    warn!(error = %e, "reading the API server version; injecting regular sidecars");
+                    false
+                }
+                Err(_) => {
+                    warn!(
+                        "the API server did not tell its version in time; injecting regular sidecars"
+                    );
+                    false
+                }
             }
-        },
+        }
     }
 }
 
@@ -202,8 +213,14 @@ pub async fn start(
             );
             // A first pass before listening, so the first call finds a certificate. If the
             // API server is not reachable yet, the loop keeps trying; handshakes fail until then.
-            if let Err(e) = certs.sync(selfmanaged::unix_now()).await {
-                warn!(error = %e, "webhook TLS not ready yet; retrying in the background");
+            match tokio::time::timeout(STARTUP_CALL_TIMEOUT, certs.sync(selfmanaged::unix_now()))
+                .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    warn!(error = %e, "webhook TLS not ready yet; retrying in the background");
+                }
+                Err(_) => warn!("webhook TLS not ready in time; retrying in the background"),
             }
             tokio::spawn(certs.run(shutdown.clone()));
         }
