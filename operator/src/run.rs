@@ -108,15 +108,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .context("asking the API server its version")?;
     info!(server = %version.git_version, namespace = %args.namespace, "connected to the API server");
-    ready.store(true, Ordering::Relaxed);
 
-    // Every replica serves the webhook, leader or not.
-    let webhook_task = tokio::spawn(crate::webhook::serve(
+    // Every replica serves the webhook, leader or not, and is ready once the webhook can
+    // answer: bound, with a certificate, caches synced.
+    let running = crate::webhook::start(
         args.webhook.clone(),
         client.clone(),
         args.namespace.clone(),
         shutdown.clone(),
-    ));
+    )
+    .await
+    .context("starting the webhook")?;
+    let until_ready = running.until_ready();
+    let ready_flag = ready.clone();
+    tokio::spawn(async move {
+        until_ready.await;
+        ready_flag.store(true, Ordering::Relaxed);
+        info!("ready: webhook has a certificate and its caches are synced");
+    });
+    let webhook_task = tokio::spawn(running.wait());
 
     let identity = identity();
     let reporter = Reporter {

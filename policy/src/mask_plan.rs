@@ -337,6 +337,21 @@ impl MaskRules {
                         continue;
                     }
                     if let Some(view) = &relation.view {
+                        // A rule may name the view itself, as well as what it reads.
+                        for column in &relation.columns {
+                            if (col.column == "*" || col.column == column.name)
+                                && let Some(rule) =
+                                    self.rule_for(&relation.schema, &relation.name, &column.name)
+                            {
+                                found.add(
+                                    rule,
+                                    format!(
+                                        "{}.{}.{}",
+                                        relation.schema, relation.name, column.name
+                                    ),
+                                );
+                            }
+                        }
                         for output in view_outputs(relation, view, &col.column) {
                             for source in &output.sources {
                                 self.collect(
@@ -514,6 +529,8 @@ impl StatementPlan {
 pub struct Catalog {
     relations: HashMap<u32, CatalogRelation>,
     by_name: HashMap<(String, String), u32>,
+    /// Relations in temporary schemas (`pg_temp_N`), by name.
+    temp: HashMap<String, u32>,
     /// Function names by where they are defined; a name defined by a user anywhere
     /// counts as a user function (search_path could pick it).
     functions: HashMap<String, FunctionKind>,
@@ -554,6 +571,9 @@ pub struct CatalogColumn {
 
 impl Catalog {
     pub fn insert(&mut self, relation: CatalogRelation) {
+        if relation.schema.starts_with("pg_temp") {
+            self.temp.insert(relation.name.clone(), relation.oid);
+        }
         self.by_name.insert(
             (relation.schema.clone(), relation.name.clone()),
             relation.oid,
@@ -621,6 +641,14 @@ impl Catalog {
         match &name.schema {
             Some(schema) => lookup(schema).ok_or_else(|| vec![Some(schema.clone())]),
             None => {
+                // The session's temporary schema is searched first, implicitly.
+                if let Some(r) = self
+                    .temp
+                    .get(&name.name)
+                    .and_then(|oid| self.relations.get(oid))
+                {
+                    return Ok(r);
+                }
                 for schema in &path.schemas {
                     match schema {
                         Some(s) => {

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use palisade_policy::decision::{Identity, RuleSet};
+use palisade_policy::decision_cache::Engine;
 use palisade_policy::mask_plan::MaskRules;
 use palisade_policy::masking::Mask;
 use palisade_policy::model::SecretKeyRef;
-use palisade_policy::decision_cache::Engine;
 use palisade_policy::{Manifest, RenderedPolicy, TlsMode, load_manifests, render_all};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
@@ -168,8 +168,8 @@ pub fn load_policies(
         }
         let upstream = resolve_upstream(&doc, secrets)
             .map_err(|e| anyhow::anyhow!("DatabasePolicy {key}: {e}"))?;
-        let mask_keys =
-            load_mask_keys(&doc, secrets).map_err(|e| anyhow::anyhow!("DatabasePolicy {key}: {e}"))?;
+        let mask_keys = load_mask_keys(&doc, secrets)
+            .map_err(|e| anyhow::anyhow!("DatabasePolicy {key}: {e}"))?;
         out.push(LoadedPolicy {
             mask_keys,
             engine: Engine::new(RuleSet::new(&doc)),
@@ -195,7 +195,10 @@ fn load_mask_keys(
                 let field = format!("MaskingRule {}: keySecretRef", rule.name);
                 let bytes = secrets.read(&key_secret_ref.name, &key_secret_ref.key, &field)?;
                 if bytes.is_empty() {
-                    return Err(format!("{field}: secret {}/{} is empty", key_secret_ref.name, key_secret_ref.key));
+                    return Err(format!(
+                        "{field}: secret {}/{} is empty",
+                        key_secret_ref.name, key_secret_ref.key
+                    ));
                 }
                 keys.insert(
                     (key_secret_ref.name.clone(), key_secret_ref.key.clone()),

@@ -163,7 +163,8 @@ impl Side for FromClient {
     fn on_message(msg: &[u8], st: &mut RelayState) -> Verdict {
         let replay_safe = st.txn_status == b'I' && st.in_flight.len() <= 1;
         // Nothing else awaits an answer, and the transaction can still run a query.
-        let idle = st.txn_status != b'E' && st.in_flight.len() <= usize::from(msg[0] == frontend::QUERY);
+        let idle =
+            st.txn_status != b'E' && st.in_flight.len() <= usize::from(msg[0] == frontend::QUERY);
         match msg[0] {
             frontend::QUERY => st.governance.on_query(msg, replay_safe, idle),
             frontend::PARSE => st.governance.on_parse(msg, idle),

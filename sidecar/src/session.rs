@@ -18,13 +18,13 @@ use crate::cancel::CancelRegistry;
 use crate::config::{Credentials, LoadedPolicy};
 use crate::conn::Conn;
 use crate::govern::Governance;
+use crate::masking::Masking;
+use crate::masking::catalog::{CATALOG_QUERY, CatalogReader, Snapshot};
 use crate::metrics::{Metrics, SessionMetrics};
 use crate::protocol::auth::{
     self, AUTH_CLEARTEXT, AUTH_MD5, AUTH_OK, AUTH_SASL, AUTH_SASL_CONTINUE, AUTH_SASL_FINAL,
 };
 use crate::protocol::error::{PgError, error_message_field, sqlstate};
-use crate::masking::Masking;
-use crate::masking::catalog::{CATALOG_QUERY, CatalogReader, Snapshot};
 use crate::protocol::frame::{FrameError, message, peek_header};
 use crate::protocol::startup::{self, CancelKey, StartupMessage, StartupPacket};
 use crate::protocol::{backend, frontend};
@@ -382,7 +382,15 @@ async fn establish(
             backend::READY_FOR_QUERY => {
                 // Before the client's first query: masking needs the catalog, read on
                 // this very connection.
-                masking = match start_masking(policy, &identity, &mut server, &mut server_buf, &date_style).await {
+                masking = match start_masking(
+                    policy,
+                    &identity,
+                    &mut server,
+                    &mut server_buf,
+                    &date_style,
+                )
+                .await
+                {
                     Ok(m) => m,
                     Err(stop) => {
                         if let Some(k) = key {
@@ -439,7 +447,10 @@ async fn start_masking(
     let rules = policy.mask_rules(identity).map_err(|e| {
         Stop::tell(PgError::fatal(
             sqlstate::CONNECTION_FAILURE,
-            format!("palisade: masking rules of policy {} cannot be applied: {e}", policy.key()),
+            format!(
+                "palisade: masking rules of policy {} cannot be applied: {e}",
+                policy.key()
+            ),
         ))
     })?;
     if !rules.is_active() {

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use palisade_policy::analysis::analyze;
 use palisade_policy::decision::{Action, Decision, Identity, Reason, RuleSet, SearchPath};
 use palisade_policy::decision_cache::Engine;
-use palisade_policy::analysis::analyze;
 use palisade_policy::mask_plan::{Catalog, MaskRules};
 use palisade_policy::masking::Mask;
 use palisade_policy::model::SecretKeyRef;
@@ -188,7 +188,10 @@ fn mask_report(
     for info in &statements {
         match rules.plan(info, path, &catalog) {
             Err(denial) => {
-                report.denied = Some(format!("masking rule \"{}\": {}", denial.rule, denial.message));
+                report.denied = Some(format!(
+                    "masking rule \"{}\": {}",
+                    denial.rule, denial.message
+                ));
                 report.columns.clear();
                 return Ok(report);
             }
@@ -202,7 +205,10 @@ fn mask_report(
                             (None, None) => "?column?".into(),
                         },
                         rules: mask.iter().flat_map(|m| m.rules.iter().cloned()).collect(),
-                        sources: mask.iter().flat_map(|m| m.columns.iter().cloned()).collect(),
+                        sources: mask
+                            .iter()
+                            .flat_map(|m| m.columns.iter().cloned())
+                            .collect(),
                         mask: mask.map(|m| m.mask),
                         computed: output.computed,
                     });
@@ -230,7 +236,9 @@ fn print_masks(m: &MaskReport) {
             println!("mask:        {:<12} {how}", c.output);
         }
         if m.columns.iter().any(|c| c.mask.is_some()) {
-            println!("             (offline: `*` and views are resolved by the sidecar against the live catalog)");
+            println!(
+                "             (offline: `*` and views are resolved by the sidecar against the live catalog)"
+            );
         }
     }
     println!();

@@ -166,9 +166,25 @@ async fn native_sidecars(mode: NativeSidecars, client: &kube::Client) -> bool {
 pub struct Running {
     local_addr: SocketAddr,
     task: JoinHandle<std::io::Result<()>>,
+    resolver: Arc<CertResolver>,
+    policies: Policies,
 }
 
 impl Running {
+    /// Resolves once the webhook can answer admission requests: it has a serving
+    /// certificate and its DatabasePolicy/MaskingRule caches have synced. Readiness waits
+    /// on this, so a rollout never routes pods to a replica that would skip them.
+    pub fn until_ready(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let resolver = self.resolver.clone();
+        let policies = self.policies.clone();
+        async move {
+            while resolver.current().is_none() {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            policies.synced().await;
+        }
+    }
+
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -233,18 +249,24 @@ pub async fn start(
             ));
         }
     }
+    let policies = Policies::watch(client, shutdown.clone());
     let state = WebhookState {
         config: Arc::new(config),
-        policies: Policies::watch(client, shutdown.clone()),
+        policies: policies.clone(),
     };
-    let tls = tls_config(resolver).context("webhook TLS configuration")?;
+    let tls = tls_config(resolver.clone()).context("webhook TLS configuration")?;
     let listener = TlsListener::bind(args.webhook_address, tls, shutdown.clone())
         .await
         .with_context(|| format!("binding the webhook to {}", args.webhook_address))?;
     let local_addr = axum::serve::Listener::local_addr(&listener)?;
     info!(address = %local_addr, tls = ?args.webhook_tls, native_sidecars = native, "webhook listening (POST /inject)");
     let task = tokio::spawn(server::serve(listener, router(state), shutdown));
-    Ok(Running { local_addr, task })
+    Ok(Running {
+        local_addr,
+        task,
+        resolver,
+        policies,
+    })
 }
 
 /// Runs the webhook until `shutdown` (what `palisade-operator run` calls on every replica).

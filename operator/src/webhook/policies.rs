@@ -56,6 +56,14 @@ impl Policies {
         }
     }
 
+    /// Resolves once both caches hold the cluster's objects (at once for static ones).
+    pub async fn synced(&self) {
+        if let Policies::Cache { policies, rules } = self {
+            let _ = policies.wait_until_ready().await;
+            let _ = rules.wait_until_ready().await;
+        }
+    }
+
     /// The policies of `namespace` selecting `labels`, sorted by name. A policy that selects
     /// the pod but does not render fails the lookup: injecting without it would leave the app
     /// with no listener on that policy's port and no explanation.

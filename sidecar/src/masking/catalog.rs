@@ -203,8 +203,9 @@ impl CatalogReader {
         snapshot
     }
 
-    /// Domains mask as their base type, enums as text (both formats are the label),
-    /// citext as text, arrays element-wise; anything else is `Other` (NULL when masked).
+    /// Domains mask as their base type, citext as text, arrays element-wise; anything
+    /// else is `Other` (NULL when masked) — enums too, since a masked string is no label
+    /// of the enum and clients that decode enums into typed values would fail on it.
     fn type_of(&self, oid: u32, depth: usize) -> PgType {
         if depth > 8 {
             return PgType::Other;
@@ -214,7 +215,6 @@ impl CatalogReader {
         };
         match row.kind.as_str() {
             "d" => self.type_of(row.base, depth + 1),
-            "e" => PgType::Text,
             _ if row.name == "citext" => PgType::Text,
             _ if row.elem != 0 && row.name.starts_with('_') => {
                 match self.type_of(row.elem, depth + 1) {

@@ -13,6 +13,7 @@ mod rows;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use palisade_policy::analysis::{Named, StatementInfo};
@@ -29,6 +30,9 @@ use crate::protocol::{backend, frontend};
 use crate::relay::Verdict;
 use catalog::{CATALOG_QUERY, CatalogReader, Snapshot};
 pub use rows::RowMasker;
+
+/// A snapshot older than this is read again before the next idle statement.
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// A request whose responses are still to come.
 enum Expect {
@@ -79,6 +83,12 @@ pub struct Masking {
     pending_execute: bool,
     /// The snapshot may be out of date (DDL ran, or a statement named something it lacks).
     stale: bool,
+    /// The statement being checked was deferred for a refresh that has now happened: it
+    /// goes on with what the catalog says, whatever that is.
+    just_refreshed: bool,
+    /// When the snapshot was read; an old one is refreshed at the next idle statement, so
+    /// other connections' DDL (a view redefined) reaches long sessions too.
+    snapshot_at: Instant,
     reader: Option<CatalogReader>,
     /// Rewritten rows are built here.
     scratch: Vec<u8>,
@@ -109,6 +119,8 @@ impl Masking {
             current: None,
             pending_execute: false,
             stale: false,
+            just_refreshed: false,
+            snapshot_at: Instant::now(),
             reader: None,
             scratch: Vec::new(),
         }
@@ -133,21 +145,19 @@ impl Masking {
 
     /// Decides what masking needs before a statement goes to the server. `idle`: nothing
     /// is awaiting responses, so a catalog query can be slipped in first.
-    pub fn check(
-        &mut self,
-        statements: &[StatementInfo],
-        path: &SearchPath,
-        idle: bool,
-    ) -> Check {
+    pub fn check(&mut self, statements: &[StatementInfo], path: &SearchPath, idle: bool) -> Check {
         if !self.rules.has_column_rules() {
             return Check::Pass;
         }
         let catalog = &self.snapshot.catalog;
-        let unknown = statements.iter().any(|s| {
-            s.read.iter().any(|r| !catalog.knows_relation(r, path))
-                || s.functions.iter().any(|f| !catalog.knows_function(f))
-        });
-        if (self.stale || unknown) && idle && self.expect.is_empty() {
+        // Function names are not a trigger: many are syntax, not catalog entries
+        // (coalesce, greatest, xmlelement); new functions arrive with the periodic refresh.
+        let unknown = statements
+            .iter()
+            .any(|s| s.read.iter().any(|r| !catalog.knows_relation(r, path)));
+        let old = self.snapshot_at.elapsed() > SNAPSHOT_MAX_AGE;
+        let refreshed = std::mem::take(&mut self.just_refreshed);
+        if (self.stale || unknown || old) && !refreshed && idle && self.expect.is_empty() {
             self.stale = false;
             self.reader = Some(CatalogReader::default());
             self.expect.push_back(Expect::Refresh);
@@ -219,7 +229,11 @@ impl Masking {
         if info.operations.iter().any(|op| {
             matches!(
                 op,
-                Operation::Create | Operation::Alter | Operation::Drop | Operation::Do | Operation::Call
+                Operation::Create
+                    | Operation::Alter
+                    | Operation::Drop
+                    | Operation::Do
+                    | Operation::Call
             )
         }) {
             // The catalog changes once this runs; look again before the next statement.
@@ -248,7 +262,8 @@ impl Masking {
             // Several statements in one Parse: the server refuses it.
             _ => Arc::new(StatementPlan::default()),
         };
-        self.statements.insert(name, Prepared { plan, fields: None });
+        self.statements
+            .insert(name, Prepared { plan, fields: None });
     }
 
     /// Client messages of the extended protocol, held whole while masking is on.
@@ -314,7 +329,9 @@ impl Masking {
         match tag {
             backend::ROW_DESCRIPTION | backend::PARAMETER_STATUS => true,
             backend::DATA_ROW => {
-                if self.current.is_none() && matches!(self.expect.front(), Some(Expect::Execute { .. })) {
+                if self.current.is_none()
+                    && matches!(self.expect.front(), Some(Expect::Execute { .. }))
+                {
                     self.start_execute();
                 }
                 self.current.as_ref().is_some_and(RowMasker::is_active)
@@ -332,6 +349,8 @@ impl Masking {
         {
             self.reader = None;
             self.expect.pop_front();
+            self.just_refreshed = true;
+            self.snapshot_at = Instant::now();
             match result {
                 Ok(snapshot) => self.snapshot = Arc::new(snapshot),
                 Err(e) => {
@@ -356,7 +375,9 @@ impl Masking {
                     self.expect.pop_front();
                 }
             }
-            backend::COMMAND_COMPLETE | backend::EMPTY_QUERY_RESPONSE | backend::PORTAL_SUSPENDED => {
+            backend::COMMAND_COMPLETE
+            | backend::EMPTY_QUERY_RESPONSE
+            | backend::PORTAL_SUSPENDED => {
                 self.end_result();
             }
             backend::ERROR_RESPONSE => {
@@ -459,7 +480,11 @@ impl Masking {
             return;
         };
         let masker = match self.portals.get(portal) {
-            Some(p) => self.masker(&p.plan.clone(), p.fields.clone().as_deref(), Some(&p.formats.clone())),
+            Some(p) => self.masker(
+                &p.plan.clone(),
+                p.fields.clone().as_deref(),
+                Some(&p.formats.clone()),
+            ),
             None => self.masker(&Arc::new(self.unknown_plan()), None, None),
         };
         self.current = Some(masker);

@@ -11,6 +11,10 @@ use super::null_mask;
 use crate::protocol::results::{self, Field};
 use crate::relay::Verdict;
 
+/// OIDs below this are the system catalogs', which the snapshot leaves out: their columns
+/// are judged by name, through the statement's analysis, like computed ones.
+const FIRST_NORMAL_OID: u32 = 16384;
+
 enum Action {
     Pass,
     Mask(FieldMasker),
@@ -54,13 +58,16 @@ pub(super) fn build(
         let format = Format::from_code(code);
         let mask = if !rules.has_column_rules() {
             None
-        } else if field.table_oid != 0 {
+        } else if field.table_oid >= FIRST_NORMAL_OID {
             match rules.stored(&snapshot.catalog, field.table_oid, field.attnum) {
                 Stored::Known(mask) => mask,
                 Stored::Unknown => {
                     // A relation created since the snapshot was read: hide it until the
                     // next statement refreshes the snapshot.
-                    warn!(table_oid = field.table_oid, "column of a relation missing from the catalog snapshot masked as NULL");
+                    warn!(
+                        table_oid = field.table_oid,
+                        "column of a relation missing from the catalog snapshot masked as NULL"
+                    );
                     Some(null_mask("a relation missing from the catalog snapshot"))
                 }
             }
