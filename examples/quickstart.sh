@@ -392,7 +392,19 @@ note "Both were refused; the tables are untouched and the session would have gon
 app_psql shop -At -c "SELECT 'customers: ' || (SELECT count(*) FROM customers) || ', orders: ' || (SELECT count(*) FROM orders)"
 note "Check a statement offline first: cargo run -q -p palisade-operator --bin kubectl-palisade -- check -f <policy.yaml> --sql '...'"
 
-step "5. The sidecar's Prometheus metrics (http://127.0.0.1:$ADMIN_PORT/metrics)"
+step "5. Masking: the MaskingRule customer-pii masks email and ssn in every result"
+note "through the sidecar, as the app sees it:"
+echo
+app_psql shop -c "SELECT name, email, ssn, upper(email) AS derived FROM customers ORDER BY id LIMIT 3"
+note "the database itself holds the real values:"
+admin_psql shop <<<"SELECT name, email, ssn FROM customers ORDER BY id LIMIT 3"
+echo
+note "copying masked values out of reach is refused:"
+set +e
+app_psql shop -c "CREATE TABLE leak AS SELECT email, ssn FROM customers" 2>&1
+set -e
+
+step "6. The sidecar's Prometheus metrics (http://127.0.0.1:$ADMIN_PORT/metrics)"
 metrics=
 if command -v curl >/dev/null 2>&1; then
     metrics=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" || true)

@@ -226,6 +226,24 @@ async fn main() -> Result<()> {
         });
     }
 
+    // The masking sidecars must really mask: a benchmark of a pass-through says nothing.
+    for t in &targets[2..] {
+        let (client, connection) = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={} user={SUPERUSER} dbname={db}", t.port),
+            tokio_postgres::NoTls,
+        )
+        .await?;
+        tokio::spawn(connection);
+        let row = client
+            .query_one("SELECT email, ssn FROM people WHERE id = 1", &[])
+            .await?;
+        let (email, ssn): (String, String) = (row.get(0), row.get(1));
+        if !email.contains('*') || !ssn.starts_with('*') || email.contains("user1@") {
+            bail!("{}: values are not masked: {email} {ssn}", t.name);
+        }
+        eprintln!("{}: masked as {email} / {ssn}", t.name);
+    }
+
     let sql = "SELECT id, name, email, ssn, city, note FROM people";
     let mut times: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); 2]; targets.len()];
     for round in 0..args.rounds {
