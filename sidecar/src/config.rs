@@ -55,7 +55,7 @@ pub struct LoadedPolicy {
     /// The compiled rules and their decision cache.
     pub engine: Engine,
     /// Keys of the MaskingRules' `Hash` masks, by (secret, key), read at load.
-    pub mask_keys: HashMap<(String, String), Arc<[u8]>>,
+    pub mask_keys: MaskKeys,
 }
 
 impl LoadedPolicy {
@@ -181,11 +181,11 @@ pub fn load_policies(
     Ok(out)
 }
 
+/// `Hash` mask keys by (secret name, key).
+pub type MaskKeys = HashMap<(String, String), Arc<[u8]>>;
+
 /// Reads every `Hash` mask's key now, so a missing key fails the load rather than a query.
-fn load_mask_keys(
-    doc: &RenderedPolicy,
-    secrets: &SecretStore,
-) -> Result<HashMap<(String, String), Arc<[u8]>>, String> {
+fn load_mask_keys(doc: &RenderedPolicy, secrets: &SecretStore) -> Result<MaskKeys, String> {
     let mut keys = HashMap::new();
     for rule in &doc.masking_rules {
         let masks = rule.spec.columns.iter().map(|c| &c.mask);

@@ -17,7 +17,8 @@ const FIRST_NORMAL_OID: u32 = 16384;
 
 enum Action {
     Pass,
-    Mask(FieldMasker),
+    // Boxed: a masker is hundreds of bytes and most columns pass.
+    Mask(Box<FieldMasker>),
     Detect(PgType, Format),
 }
 
@@ -75,21 +76,21 @@ pub(super) fn build(
             computed.get(i).cloned().flatten()
         };
         let action = match (mask, format) {
-            (Some(mask), Some(format)) => Action::Mask(FieldMasker::new(
+            (Some(mask), Some(format)) => Action::Mask(Box::new(FieldMasker::new(
                 &mask.mask,
                 &ty,
                 format,
                 mask.key.clone(),
                 session,
-            )),
+            ))),
             // A format code PostgreSQL does not define: nothing to mask it as.
-            (Some(mask), None) => Action::Mask(FieldMasker::new(
+            (Some(mask), None) => Action::Mask(Box::new(FieldMasker::new(
                 &mask.mask,
                 &PgType::Other,
                 Format::Text,
                 None,
                 session,
-            )),
+            ))),
             (None, Some(format))
                 if detectors.is_some()
                     && matches!(ty, PgType::Text | PgType::Json | PgType::Jsonb) =>
@@ -127,13 +128,13 @@ impl RowMasker {
             .for_fields(width)
             .into_iter()
             .map(|mask| match mask {
-                Some(mask) => Action::Mask(FieldMasker::new(
+                Some(mask) => Action::Mask(Box::new(FieldMasker::new(
                     &mask.mask,
                     &PgType::Other,
                     Format::Text,
                     None,
                     session,
-                )),
+                ))),
                 None => Action::Pass,
             })
             .collect();

@@ -229,7 +229,10 @@ async fn main() -> Result<()> {
     // The masking sidecars must really mask: a benchmark of a pass-through says nothing.
     for t in &targets[2..] {
         let (client, connection) = tokio_postgres::connect(
-            &format!("host=127.0.0.1 port={} user={SUPERUSER} dbname={db}", t.port),
+            &format!(
+                "host=127.0.0.1 port={} user={SUPERUSER} dbname={db}",
+                t.port
+            ),
             tokio_postgres::NoTls,
         )
         .await?;
