@@ -145,3 +145,54 @@ fn render_prints_the_document_sidecars_enforce() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no DatabasePolicy found"));
 }
+
+#[test]
+fn check_shows_the_mask_plan_and_masking_denials() {
+    let files = [
+        "-f",
+        "examples/databasepolicy.yaml",
+        "-f",
+        "examples/maskingrule.yaml",
+    ];
+    let mut args = vec!["check"];
+    args.extend(files);
+    args.extend([
+        "--sql",
+        "SELECT id, email, lower(ssn) AS s FROM customers",
+        "-o",
+        "json",
+    ]);
+    let out = check(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let columns = &json[0]["masking"]["columns"];
+    assert_eq!(columns[0]["output"], "id");
+    assert!(columns[0]["mask"].is_null());
+    assert_eq!(columns[1]["mask"]["type"], "Email");
+    assert_eq!(columns[1]["rules"][0], "customer-pii");
+    assert_eq!(columns[2]["mask"]["type"], "Partial");
+    assert_eq!(columns[2]["computed"], true);
+
+    // The exempt group sees raw values.
+    let mut exempt = args.clone();
+    exempt.extend(["--group", "pii-readers"]);
+    let json: serde_json::Value = serde_json::from_slice(&check(&exempt).stdout).unwrap();
+    assert_eq!(json[0]["masking"]["active"], false);
+
+    // A copy out of the proxy's reach is refused, and says by which rule.
+    let mut leak = vec!["check"];
+    leak.extend(files);
+    leak.extend(["--sql", "CREATE TABLE t AS SELECT email FROM customers"]);
+    let out = check(&leak);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("masking:     denied by masking rule \"customer-pii\""),
+        "{text}"
+    );
+}
