@@ -589,3 +589,44 @@ async fn cursors_and_prepared_statements_are_masked() {
     let leaked = leaks(&take(&s.seen));
     assert!(leaked.is_empty(), "{leaked:?}");
 }
+
+#[tokio::test]
+async fn predicates_and_derived_columns_can_be_denied() {
+    let db = "masking_strict";
+    let pg = PgCluster::shared();
+    pg.create_database(db).unwrap();
+    pg.psql(db, SEED).unwrap();
+    let port = free_port();
+    let yaml = masking_yaml(port, pg.port).replace(
+        "  exempt:",
+        "  predicates: Deny\n  derivedColumns: Deny\n  exempt:",
+    );
+    let sidecar = Sidecar::start(SidecarOptions {
+        policy_yaml: yaml,
+        secrets: vec![("mask-key", "hmac", b"test-hmac-key".to_vec())],
+        port,
+        extra_args: vec!["--log-level".into(), "info".into()],
+    })
+    .unwrap();
+    let client = connect(&conn_str(sidecar.port, TRUST_USER, db))
+        .await
+        .unwrap();
+    for sql in [
+        "SELECT id FROM customers WHERE ssn LIKE '123%'",
+        "SELECT id FROM customers ORDER BY email",
+        "SELECT count(*) FROM customers GROUP BY ssn",
+        "SELECT lower(email::text) FROM customers",
+        "SELECT row_to_json(c) FROM customers c",
+    ] {
+        let (code, message) = simple(&client, sql).await.expect_err(sql);
+        assert_eq!(code, "42501", "{sql}: {message}");
+        assert!(message.contains("customer-pii"), "{sql}: {message}");
+    }
+    // Plain masked columns and predicates on other columns still work.
+    assert_eq!(
+        simple(&client, "SELECT email, ssn FROM customers WHERE id = 1")
+            .await
+            .unwrap(),
+        1
+    );
+}
