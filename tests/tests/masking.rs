@@ -630,3 +630,25 @@ async fn predicates_and_derived_columns_can_be_denied() {
         1
     );
 }
+
+#[tokio::test]
+async fn functions_created_during_the_session_are_refused() {
+    let db = "masking_functions";
+    let s = setup(db).await;
+    let client = connect(&conn_str(s.port, TRUST_USER, db)).await.unwrap();
+    assert!(
+        simple(&client, "SELECT coalesce(name, '') FROM customers")
+            .await
+            .is_ok()
+    );
+    // Created by another connection after this session read the catalog: its body reads
+    // the masked column, which the proxy cannot see.
+    PgCluster::shared()
+        .psql(db, "CREATE FUNCTION peek(int) RETURNS text LANGUAGE sql AS 'SELECT ssn FROM customers WHERE id = $1'; GRANT EXECUTE ON FUNCTION peek(int) TO trust_user;")
+        .unwrap();
+    take(&s.seen);
+    let (code, message) = simple(&client, "SELECT peek(1)").await.unwrap_err();
+    assert_eq!(code, "42501", "{message}");
+    assert!(message.contains("peek"), "{message}");
+    assert!(leaks(&take(&s.seen)).is_empty());
+}

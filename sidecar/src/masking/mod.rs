@@ -34,6 +34,36 @@ pub use rows::RowMasker;
 /// A snapshot older than this is read again before the next idle statement.
 const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(30);
 
+/// Function-call syntax PostgreSQL has no pg_proc entry for.
+const SYNTAX_FUNCTIONS: &[&str] = &[
+    "coalesce",
+    "greatest",
+    "least",
+    "nullif",
+    "row",
+    "array",
+    "grouping",
+    "xmlconcat",
+    "xmlelement",
+    "xmlexists",
+    "xmlforest",
+    "xmlparse",
+    "xmlpi",
+    "xmlroot",
+    "xmlserialize",
+    "json_object",
+    "json_array",
+    "json_objectagg",
+    "json_arrayagg",
+    "json",
+    "json_scalar",
+    "json_serialize",
+    "json_exists",
+    "json_query",
+    "json_value",
+    "merge_action",
+];
+
 /// A request whose responses are still to come.
 enum Expect {
     /// A simple Query: one plan per statement, the current one by CommandComplete count.
@@ -150,11 +180,15 @@ impl Masking {
             return Check::Pass;
         }
         let catalog = &self.snapshot.catalog;
-        // Function names are not a trigger: many are syntax, not catalog entries
-        // (coalesce, greatest, xmlelement); new functions arrive with the periodic refresh.
-        let unknown = statements
-            .iter()
-            .any(|s| s.read.iter().any(|r| !catalog.knows_relation(r, path)));
+        // A name the snapshot lacks may be a relation or a user function created since:
+        // look again before deciding. Some "functions" are syntax with no catalog entry.
+        let unknown = statements.iter().any(|s| {
+            s.read.iter().any(|r| !catalog.knows_relation(r, path))
+                || s.functions.iter().any(|f| {
+                    let bare = f.rsplit('.').next().unwrap_or(f);
+                    !catalog.knows_function(f) && !SYNTAX_FUNCTIONS.contains(&bare)
+                })
+        });
         let old = self.snapshot_at.elapsed() > SNAPSHOT_MAX_AGE;
         let refreshed = std::mem::take(&mut self.just_refreshed);
         if (self.stale || unknown || old) && !refreshed && idle && self.expect.is_empty() {
