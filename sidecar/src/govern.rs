@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::{BufMut, Bytes, BytesMut};
-use palisade_policy::analysis::{SearchPathChange, StatementInfo, analyze};
+use palisade_policy::analysis::{SearchPathChange, StatementInfo};
 use palisade_policy::decision::{Action, Decision, Identity, Reason, SearchPath};
 use palisade_policy::decision_cache::ClassCache;
 use tracing::{info, warn};
@@ -32,7 +32,7 @@ const DENIED_TOKEN: &str = "PALISADE_DENIED_";
 /// What masking makes of an allowed statement.
 enum MaskStep {
     /// Forward it; the analysis, when there was one.
-    Go(Option<Vec<StatementInfo>>),
+    Go(Option<Arc<Vec<StatementInfo>>>),
     /// Refresh the catalog first.
     Defer(Bytes),
     Deny(PgError),
@@ -163,7 +163,8 @@ impl Governance {
                     MaskStep::Go(statements) => {
                         if let Some(m) = &mut self.masking {
                             let name = String::from_utf8_lossy(name).into_owned();
-                            m.on_parse(name, &statements.unwrap_or_default(), &self.path);
+                            let statements = statements.as_deref().map_or(&[][..], Vec::as_slice);
+                            m.on_parse(name, statements, &self.path);
                         }
                     }
                     MaskStep::Defer(bytes) => return Verdict::Defer(bytes),
@@ -190,10 +191,9 @@ impl Governance {
         };
         // Allowed statements were analysed for the decision already; the masking plan
         // needs the full analysis, which the decision cache does not keep.
-        let statements = match std::str::from_utf8(sql).map(analyze) {
-            Ok(Ok(statements)) => statements,
+        let Some(statements) = masking.analysis(sql) else {
             // The decision allowed it, so onParseError did not deny it: nothing to plan.
-            _ => return MaskStep::Go(None),
+            return MaskStep::Go(None);
         };
         match masking.check(&statements, &self.path, idle) {
             Check::Pass => MaskStep::Go(Some(statements)),

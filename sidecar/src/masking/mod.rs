@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use palisade_policy::analysis::{Named, StatementInfo};
+use palisade_policy::analysis::{Named, StatementInfo, analyze};
 use palisade_policy::decision::SearchPath;
 use palisade_policy::mask::{DetectorSet, Session};
 use palisade_policy::mask_plan::{MaskDenial, MaskRules, ResolvedMask, StatementPlan};
@@ -33,6 +33,9 @@ pub use rows::RowMasker;
 
 /// A snapshot older than this is read again before the next idle statement.
 const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// Statement analyses a session keeps.
+const ANALYSES_KEPT: usize = 512;
 
 /// Function-call syntax PostgreSQL has no pg_proc entry for.
 const SYNTAX_FUNCTIONS: &[&str] = &[
@@ -122,6 +125,8 @@ pub struct Masking {
     reader: Option<CatalogReader>,
     /// Rewritten rows are built here.
     scratch: Vec<u8>,
+    /// Analyses by statement text: drivers send the same texts again and again.
+    analyses: HashMap<Box<[u8]>, Arc<Vec<StatementInfo>>>,
 }
 
 /// What masking needs from the statement a client sends.
@@ -153,7 +158,23 @@ impl Masking {
             snapshot_at: Instant::now(),
             reader: None,
             scratch: Vec::new(),
+            analyses: HashMap::new(),
         }
+    }
+
+    /// The analysis of `sql`, from this session's cache when it was seen before; `None`
+    /// for text that cannot be analysed (the decision has denied it already).
+    pub fn analysis(&mut self, sql: &[u8]) -> Option<Arc<Vec<StatementInfo>>> {
+        if let Some(found) = self.analyses.get(sql) {
+            return Some(found.clone());
+        }
+        let statements = Arc::new(analyze(std::str::from_utf8(sql).ok()?).ok()?);
+        if self.analyses.len() >= ANALYSES_KEPT {
+            // Texts with inlined values never repeat; start over rather than track age.
+            self.analyses.clear();
+        }
+        self.analyses.insert(sql.into(), statements.clone());
+        Some(statements)
     }
 
     /// Rules changed with a policy reload: new masks apply from the next result.
