@@ -22,6 +22,7 @@ use palisade_policy::mask::{DetectorSet, Session};
 use palisade_policy::mask_plan::{MaskDenial, MaskRules, ResolvedMask, StatementPlan};
 use palisade_policy::masking::Mask;
 use palisade_policy::model::Operation;
+use palisade_policy::shape::shape;
 use tracing::warn;
 
 use crate::protocol::frame::message;
@@ -35,7 +36,7 @@ pub use rows::RowMasker;
 const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// Statement analyses a session keeps.
-const ANALYSES_KEPT: usize = 512;
+const ANALYSES_KEPT: usize = 256;
 
 /// Function-call syntax PostgreSQL has no pg_proc entry for.
 const SYNTAX_FUNCTIONS: &[&str] = &[
@@ -165,15 +166,20 @@ impl Masking {
     /// The analysis of `sql`, from this session's cache when it was seen before; `None`
     /// for text that cannot be analysed (the decision has denied it already).
     pub fn analysis(&mut self, sql: &[u8]) -> Option<Arc<Vec<StatementInfo>>> {
-        if let Some(found) = self.analyses.get(sql) {
+        let text = std::str::from_utf8(sql).ok()?;
+        // Keyed by shape: the numbers a shape replaces (`aid = 48213`, `LIMIT 10`) change
+        // no column's provenance, so clients that inline values hit the cache too.
+        let shape = shape(text);
+        let key = shape.as_deref().unwrap_or(text).as_bytes();
+        if let Some(found) = self.analyses.get(key) {
             return Some(found.clone());
         }
-        let statements = Arc::new(analyze(std::str::from_utf8(sql).ok()?).ok()?);
+        let statements = Arc::new(analyze(text).ok()?);
         if self.analyses.len() >= ANALYSES_KEPT {
-            // Texts with inlined values never repeat; start over rather than track age.
+            // Texts that never repeat would grow it forever; start over rather than track age.
             self.analyses.clear();
         }
-        self.analyses.insert(sql.into(), statements.clone());
+        self.analyses.insert(key.into(), statements.clone());
         Some(statements)
     }
 
