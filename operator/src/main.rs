@@ -57,15 +57,23 @@ fn render(files: &[PathBuf]) -> anyhow::Result<()> {
     } else {
         serde_json::to_string_pretty(&rendered).context("serialising")?
     };
-    println!("{out}");
-    Ok(())
+    write_stdout(&format!("{out}\n"))
+}
+
+/// Writes to stdout; a reader that went away (`| head`) ends the output quietly instead of
+/// a panic, as Unix tools do.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
+    }
 }
 
 fn crds(output_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
     use palisade_policy::crd::{crd_file, crd_file_name};
     let Some(dir) = output_dir else {
-        print!("{}", palisade_policy::crds_yaml()?);
-        return Ok(());
+        return write_stdout(&palisade_policy::crds_yaml()?);
     };
     for crd in palisade_policy::crds()? {
         let path = dir.join(crd_file_name(&crd));
