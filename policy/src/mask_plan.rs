@@ -336,22 +336,19 @@ impl MaskRules {
                         }
                         continue;
                     }
-                    if let Some(view) = &relation.view {
-                        // A rule may name the view itself, as well as what it reads.
-                        for column in &relation.columns {
-                            if (col.column == "*" || col.column == column.name)
-                                && let Some(rule) =
-                                    self.rule_for(&relation.schema, &relation.name, &column.name)
-                            {
-                                found.add(
-                                    rule,
-                                    format!(
-                                        "{}.{}.{}",
-                                        relation.schema, relation.name, column.name
-                                    ),
-                                );
-                            }
+                    // Rules naming the relation's columns; for a view, as well as what it reads.
+                    for column in &relation.columns {
+                        if (col.column == "*" || col.column == column.name)
+                            && let Some(rule) =
+                                self.rule_for(&relation.schema, &relation.name, &column.name)
+                        {
+                            found.add(
+                                rule,
+                                format!("{}.{}.{}", relation.schema, relation.name, column.name),
+                            );
                         }
+                    }
+                    if let Some(view) = &relation.view {
                         for output in view_outputs(relation, view, &col.column) {
                             for source in &output.sources {
                                 self.collect(
@@ -365,17 +362,6 @@ impl MaskRules {
                             }
                         }
                         continue;
-                    }
-                    for column in &relation.columns {
-                        if (col.column == "*" || col.column == column.name)
-                            && let Some(rule) =
-                                self.rule_for(&relation.schema, &relation.name, &column.name)
-                        {
-                            found.add(
-                                rule,
-                                format!("{}.{}.{}", relation.schema, relation.name, column.name),
-                            );
-                        }
                     }
                     if col.column != "*" && !relation.columns.iter().any(|c| c.name == col.column) {
                         // A column the snapshot does not know (added since): judge by name.

@@ -10,6 +10,7 @@ pub mod certs;
 pub mod corpus;
 pub mod pg;
 pub mod sidecar;
+pub mod wire;
 
 use std::net::TcpListener;
 

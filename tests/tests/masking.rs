@@ -333,11 +333,7 @@ async fn extended_text(
     let mut raw = common::RawClient::connect(port).await;
     raw.startup(user, database).await;
     let mut out = Vec::new();
-    let mut msg = |tag: u8, body: &[u8]| {
-        out.push(tag);
-        out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        out.extend_from_slice(body);
-    };
+    let mut msg = |tag: u8, body: &[u8]| out.extend(palisade_tests::wire::message(tag, body));
     let mut parse = b"\0".to_vec();
     parse.extend_from_slice(sql.as_bytes());
     parse.extend_from_slice(&[0, 0, 0]);

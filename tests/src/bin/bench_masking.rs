@@ -16,6 +16,7 @@ use clap::Parser;
 use palisade_tests::free_port;
 use palisade_tests::pg::{PgCluster, SUPERUSER};
 use palisade_tests::sidecar::{Sidecar, SidecarOptions};
+use palisade_tests::wire::{message, startup_packet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -83,17 +84,9 @@ struct Target {
 async fn session(port: u16, database: &str) -> Result<TcpStream> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
     stream.set_nodelay(true)?;
-    let mut body = 196608i32.to_be_bytes().to_vec();
-    for (k, v) in [("user", SUPERUSER), ("database", database)] {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    packet.extend_from_slice(&body);
-    stream.write_all(&packet).await?;
+    stream
+        .write_all(&startup_packet(SUPERUSER, database))
+        .await?;
     read_until_ready(&mut stream).await?;
     Ok(stream)
 }
@@ -134,13 +127,6 @@ async fn read_until_ready(stream: &mut TcpStream) -> Result<(u64, u64)> {
         buf.copy_within(at..have, 0);
         have -= at;
     }
-}
-
-fn message(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    out.extend_from_slice(body);
-    out
 }
 
 /// One full read of `sql`: simple protocol (text) or extended with binary results.

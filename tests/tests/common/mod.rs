@@ -84,17 +84,7 @@ impl RawClient {
 
     /// Startup as a trust user, read through the first ReadyForQuery.
     pub async fn startup(&mut self, user: &str, database: &str) {
-        let mut body = Vec::new();
-        body.extend_from_slice(&196608i32.to_be_bytes());
-        for (k, v) in [("user", user), ("database", database)] {
-            body.extend_from_slice(k.as_bytes());
-            body.push(0);
-            body.extend_from_slice(v.as_bytes());
-            body.push(0);
-        }
-        body.push(0);
-        let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-        packet.extend_from_slice(&body);
+        let packet = palisade_tests::wire::startup_packet(user, database);
         self.stream.write_all(&packet).await.unwrap();
         loop {
             let (tag, body) = self.read_message().await.expect("message during startup");
