@@ -11,26 +11,29 @@ fn operator(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// `crds` prints exactly the documents committed under `crds/` (without their headers).
+/// `crds` prints exactly what `crds/` holds: `palisade-operator crds` and `cat crds/*.yaml`
+/// are byte for byte the same.
 #[test]
 fn crds_prints_what_crds_dir_holds() {
     let out = operator(&["crds"]);
     assert!(out.status.success());
     let printed = String::from_utf8(out.stdout).unwrap();
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/");
-    for name in [
-        "databasepolicies.palisade.dev",
-        "maskingrules.palisade.dev",
-        "approvalrequests.palisade.dev",
-    ] {
-        let file = std::fs::read_to_string(format!("{dir}{name}.yaml")).unwrap();
-        let body: String = file
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert!(printed.contains(&body), "{name} differs from `crds` output");
-    }
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let committed: String = files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(
+        printed == committed,
+        "`palisade-operator crds` differs from crds/*.yaml; regenerate with: {}",
+        palisade_policy::crd::REGENERATE
+    );
     assert_eq!(printed.matches("kind: CustomResourceDefinition").count(), 3);
 }
 

@@ -281,12 +281,15 @@ mod kube_parts {
         ])
     }
 
-    /// The CRDs as one multi-document YAML stream, what `palisade-operator crds` prints and
-    /// `crds/` holds.
+    /// The CRDs as one multi-document YAML stream, what `palisade-operator crds` prints:
+    /// exactly the files of `crds/` in name order (`cat crds/*.yaml`), so either can be
+    /// checked against the other.
     pub fn crds_yaml() -> Result<String, CrdError> {
+        let mut crds = crds()?;
+        crds.sort_by_key(crd_file_name);
         let mut out = String::new();
-        for crd in crds()? {
-            out.push_str(&crd_yaml(&crd)?);
+        for crd in &crds {
+            out.push_str(&crd_file(crd)?);
         }
         Ok(out)
     }
