@@ -131,10 +131,8 @@ fn main() -> ExitCode {
         Ok(report) => {
             match args.output {
                 Output::Table => print!("{}", report.table()),
-                Output::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report.json()).expect("JSON of plain values")
-                ),
+                // A Value's alternate Display is pretty JSON, with no error to handle.
+                Output::Json => println!("{:#}", report.json()),
             }
             ExitCode::SUCCESS
         }

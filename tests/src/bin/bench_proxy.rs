@@ -255,10 +255,8 @@ fn main() -> ExitCode {
         Ok(report) => {
             match config.output {
                 Output::Table => print!("{}", report.table()),
-                Output::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report.json()).expect("JSON of plain values")
-                ),
+                // A Value's alternate Display is pretty JSON, with no error to handle.
+                Output::Json => println!("{:#}", report.json()),
             }
             if report.errors.is_empty() {
                 ExitCode::SUCCESS
