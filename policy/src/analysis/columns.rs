@@ -23,6 +23,16 @@ impl Walker<'_> {
         self.exprs_except(node, scope, &[]);
     }
 
+    /// The JOIN conditions of a FROM clause (or UPDATE … FROM / DELETE … USING / MERGE),
+    /// walked as predicates.
+    pub fn join_conditions(&mut self, conditions: &[&Expr], scope: &Scope<'_>) {
+        self.predicate(|w| {
+            for condition in conditions {
+                w.exprs(*condition, scope);
+            }
+        });
+    }
+
     /// As [`Walker::exprs`], where a bare name in `aliases` is an output column (ORDER BY).
     pub fn exprs_except<T: Visit + ?Sized>(
         &mut self,

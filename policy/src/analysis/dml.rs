@@ -190,11 +190,7 @@ impl Walker<'_> {
             ctes: Vec::new(),
             sources,
         };
-        self.predicate(|w| {
-            for condition in conditions {
-                w.exprs(condition, &scope);
-            }
-        });
+        self.join_conditions(&conditions, &scope);
         self.assignments(assignments, &relation, &scope);
         self.filter_and_return(selection.as_ref(), returning.as_deref(), &scope)
     }
@@ -270,11 +266,7 @@ impl Walker<'_> {
             ctes: Vec::new(),
             sources,
         };
-        self.predicate(|w| {
-            for condition in conditions {
-                w.exprs(condition, &scope);
-            }
-        });
+        self.join_conditions(&conditions, &scope);
         self.filter_and_return(selection.as_ref(), returning.as_deref(), &scope)
     }
 
@@ -304,11 +296,7 @@ impl Walker<'_> {
             ctes: Vec::new(),
             sources,
         };
-        self.predicate(|w| {
-            for condition in conditions {
-                w.exprs(condition, &scope);
-            }
-        });
+        self.join_conditions(&conditions, &scope);
         self.predicate(|w| w.exprs(on.as_ref(), &scope));
         let joins_everything = where_clause::is_tautology(on, &scope);
         for clause in clauses {

@@ -266,14 +266,10 @@ impl Walker<'_> {
             ctes: Vec::new(),
             sources,
         };
-        self.predicate(|w| {
-            for condition in conditions {
-                w.exprs(condition, &scope);
-            }
-            if let Some(Distinct::On(exprs)) = distinct {
-                w.exprs(exprs, &scope);
-            }
-        });
+        self.join_conditions(&conditions, &scope);
+        if let Some(Distinct::On(exprs)) = distinct {
+            self.predicate(|w| w.exprs(exprs, &scope));
+        }
         let shape = self.projection(projection, &scope);
         self.predicate(|w| {
             w.exprs(selection, &scope);
