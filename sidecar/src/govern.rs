@@ -16,6 +16,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use palisade_policy::analysis::{SearchPathChange, StatementInfo};
 use palisade_policy::decision::{Action, Decision, Identity, Reason, SearchPath};
 use palisade_policy::decision_cache::ClassCache;
+use palisade_policy::mask_plan::StatementPlan;
 use tracing::{info, warn};
 
 use crate::config::{LoadedPolicy, Upstream};
@@ -29,10 +30,13 @@ use crate::relay::Verdict;
 
 const DENIED_TOKEN: &str = "PALISADE_DENIED_";
 
+/// A message's statements and the masking plan of each.
+type Planned = (Arc<Vec<StatementInfo>>, Vec<Arc<StatementPlan>>);
+
 /// What masking makes of an allowed statement.
 enum MaskStep {
-    /// Forward it; the analysis, when there was one.
-    Go(Option<Arc<Vec<StatementInfo>>>),
+    /// Forward it; the analysis and masking plans, when masking made them.
+    Go(Option<Planned>),
     /// Refresh the catalog first.
     Defer(Bytes),
     Deny(PgError),
@@ -121,11 +125,12 @@ impl Governance {
         match self.decide(sql) {
             Ok((decision, policy)) => {
                 match self.mask_check(sql, idle, &policy) {
-                    MaskStep::Go(statements) => {
-                        if let (Some(m), Some(statements)) = (&mut self.masking, statements) {
-                            m.on_query(&statements, &self.path);
-                        } else if let Some(m) = &mut self.masking {
-                            m.on_query(&[], &self.path);
+                    MaskStep::Go(planned) => {
+                        if let Some(m) = &mut self.masking {
+                            match planned {
+                                Some((statements, plans)) => m.on_query(&statements, plans),
+                                None => m.on_query(&[], Vec::new()),
+                            }
                         }
                     }
                     MaskStep::Defer(bytes) => return Verdict::Defer(bytes),
@@ -160,11 +165,13 @@ impl Governance {
         match self.decide(sql) {
             Ok((decision, policy)) => {
                 match self.mask_check(sql, idle, &policy) {
-                    MaskStep::Go(statements) => {
+                    MaskStep::Go(planned) => {
                         if let Some(m) = &mut self.masking {
                             let name = String::from_utf8_lossy(name).into_owned();
-                            let statements = statements.as_deref().map_or(&[][..], Vec::as_slice);
-                            m.on_parse(name, statements, &self.path);
+                            match planned {
+                                Some((statements, plans)) => m.on_parse(name, &statements, plans),
+                                None => m.on_parse(name, &[], Vec::new()),
+                            }
                         }
                     }
                     MaskStep::Defer(bytes) => return Verdict::Defer(bytes),
@@ -196,7 +203,7 @@ impl Governance {
             return MaskStep::Go(None);
         };
         match masking.check(&statements, &self.path, idle) {
-            Check::Pass => MaskStep::Go(Some(statements)),
+            Check::Pass(plans) => MaskStep::Go(Some((statements, plans))),
             Check::Refresh(bytes) => MaskStep::Defer(bytes),
             Check::Deny(denial) => {
                 info!(rule = %denial.rule, reason = %denial.message, "statement denied by masking");

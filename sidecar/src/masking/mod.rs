@@ -113,8 +113,6 @@ pub struct Masking {
     expect: VecDeque<Expect>,
     /// The masker for the DataRows now streaming, if they need one.
     current: Option<RowMasker>,
-    /// Set when the current result's masker is still to be built (an Execute's rows).
-    pending_execute: bool,
     /// The snapshot may be out of date (DDL ran, or a statement named something it lacks).
     stale: bool,
     /// The statement being checked was deferred for a refresh that has now happened: it
@@ -132,7 +130,8 @@ pub struct Masking {
 
 /// What masking needs from the statement a client sends.
 pub enum Check {
-    Pass,
+    /// Forward it; the plans of its statements, in order.
+    Pass(Vec<Arc<StatementPlan>>),
     /// Refresh the catalog snapshot first, then look at the message again.
     Refresh(Bytes),
     Deny(MaskDenial),
@@ -153,7 +152,6 @@ impl Masking {
             prepared: HashMap::new(),
             expect: VecDeque::new(),
             current: None,
-            pending_execute: false,
             stale: false,
             just_refreshed: false,
             snapshot_at: Instant::now(),
@@ -204,7 +202,7 @@ impl Masking {
     /// is awaiting responses, so a catalog query can be slipped in first.
     pub fn check(&mut self, statements: &[StatementInfo], path: &SearchPath, idle: bool) -> Check {
         if !self.rules.has_column_rules() {
-            return Check::Pass;
+            return Check::Pass(Vec::new());
         }
         let catalog = &self.snapshot.catalog;
         // A name the snapshot lacks may be a relation or a user function created since:
@@ -226,12 +224,14 @@ impl Masking {
             body.push(0);
             return Check::Refresh(message(frontend::QUERY, &body));
         }
+        let mut plans = Vec::with_capacity(statements.len());
         for statement in statements {
-            if let Err(denial) = self.plan(statement, path) {
-                return Check::Deny(denial);
+            match self.plan(statement, path) {
+                Ok(plan) => plans.push(plan),
+                Err(denial) => return Check::Deny(denial),
             }
         }
-        Check::Pass
+        Check::Pass(plans)
     }
 
     fn plan(
@@ -265,15 +265,11 @@ impl Masking {
         }
     }
 
-    /// A Query the server will run (after any denial replaced it, its plans are moot).
-    pub fn on_query(&mut self, statements: &[StatementInfo], path: &SearchPath) {
-        let mut plans = Vec::with_capacity(statements.len());
-        for info in statements {
-            let plan = self
-                .plan(info, path)
-                .unwrap_or_else(|_| Arc::new(StatementPlan::default()));
-            self.remember(info, &plan);
-            plans.push(plan);
+    /// A Query the server will run, with the plans [`Masking::check`] made for it (none
+    /// when masking had nothing to plan: its rows then get the conservative plan).
+    pub fn on_query(&mut self, statements: &[StatementInfo], plans: Vec<Arc<StatementPlan>>) {
+        for (info, plan) in statements.iter().zip(&plans) {
+            self.remember(info, plan);
         }
         self.expect.push_back(Expect::Query { plans, index: 0 });
     }
@@ -311,17 +307,20 @@ impl Masking {
         }
     }
 
-    pub fn on_parse(&mut self, name: String, statements: &[StatementInfo], path: &SearchPath) {
-        let plan = match statements {
-            [one] => {
-                let plan = self
-                    .plan(one, path)
-                    .unwrap_or_else(|_| Arc::new(StatementPlan::default()));
-                self.remember(one, &plan);
-                plan
+    /// A Parse the server will run, with its plan from [`Masking::check`].
+    pub fn on_parse(
+        &mut self,
+        name: String,
+        statements: &[StatementInfo],
+        plans: Vec<Arc<StatementPlan>>,
+    ) {
+        let plan = match (statements, plans.as_slice()) {
+            ([one], [plan]) => {
+                self.remember(one, plan);
+                plan.clone()
             }
-            // Several statements in one Parse: the server refuses it.
-            _ => Arc::new(StatementPlan::default()),
+            // Several statements in one Parse (the server refuses it), or nothing planned.
+            _ => Arc::new(self.unknown_plan()),
         };
         self.statements
             .insert(name, Prepared { plan, fields: None });
@@ -443,7 +442,6 @@ impl Masking {
             }
             backend::ERROR_RESPONSE => {
                 self.current = None;
-                self.pending_execute = false;
                 match self.expect.front_mut() {
                     Some(Expect::Query { index, .. }) => *index += 1,
                     _ => {
@@ -459,7 +457,6 @@ impl Masking {
             }
             backend::READY_FOR_QUERY => {
                 self.current = None;
-                self.pending_execute = false;
                 while let Some(front) = self.expect.pop_front() {
                     if matches!(front, Expect::Sync | Expect::Query { .. }) {
                         break;
@@ -472,7 +469,6 @@ impl Masking {
 
     fn end_result(&mut self) {
         self.current = None;
-        self.pending_execute = false;
         match self.expect.front_mut() {
             Some(Expect::Query { index, .. }) => *index += 1,
             Some(Expect::Execute { .. }) => {
@@ -549,7 +545,6 @@ impl Masking {
             None => self.masker(&Arc::new(self.unknown_plan()), None, None),
         };
         self.current = Some(masker);
-        self.pending_execute = false;
     }
 
     fn masker(
