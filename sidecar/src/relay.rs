@@ -93,8 +93,6 @@ pub struct RelayState {
     pub terminated: bool,
     pub metrics: SessionMetrics,
     pub governance: Governance,
-    /// The verdict on the current held server message's header (a row over the limit).
-    discard_held: bool,
 }
 
 impl RelayState {
@@ -105,7 +103,6 @@ impl RelayState {
             terminated: false,
             metrics,
             governance,
-            discard_held: false,
         }
     }
 }
@@ -116,7 +113,7 @@ trait Side {
     /// Whether a message of this type must be complete before it is forwarded, and the
     /// largest size that may be held; a larger one goes to `oversize`.
     fn hold(tag: u8, st: &mut RelayState) -> Option<usize>;
-    /// Sees every message header as it passes; may discard a streamed message.
+    /// Sees every message header as it passes; may discard the message (held or streamed).
     fn on_header(header: Header, st: &mut RelayState) -> Verdict;
     /// Sees every held message, whole.
     fn on_message(msg: &[u8], st: &mut RelayState) -> Verdict;
@@ -203,17 +200,12 @@ impl Side for FromServer {
             // The sidecar's own catalog query: none of it is the client's.
             return Verdict::Forward;
         }
-        let verdict = st.governance.on_backend_header(header.tag);
-        st.discard_held = matches!(verdict, Verdict::Discard);
-        verdict
+        st.governance.on_backend_header(header.tag)
     }
 
     fn on_message(msg: &[u8], st: &mut RelayState) -> Verdict {
         if st.governance.refreshing() {
             return st.governance.on_refresh_message(msg);
-        }
-        if std::mem::take(&mut st.discard_held) {
-            return Verdict::Discard;
         }
         match msg[0] {
             backend::READY_FOR_QUERY => {
@@ -286,11 +278,17 @@ fn frame<S: Side>(pump: &mut Pump, st: &mut RelayState) -> Result<(), FrameError
                     pump.holding = header.total;
                     break;
                 }
-                if !std::mem::take(&mut resumed) {
-                    S::on_header(header, st);
-                }
                 let end = pos + header.total;
-                match S::on_message(&pump.inp[pos..end], st) {
+                // A held message whose header is already refused (a row over the limit)
+                // is dropped unread, like a streamed one.
+                let refused = !std::mem::take(&mut resumed)
+                    && matches!(S::on_header(header, st), Verdict::Discard);
+                let verdict = if refused {
+                    Verdict::Discard
+                } else {
+                    S::on_message(&pump.inp[pos..end], st)
+                };
+                match verdict {
                     Verdict::Defer(bytes) => {
                         pump.out.extend_from_slice(&pump.inp[run..pos]);
                         pump.out.extend_from_slice(&bytes);

@@ -648,3 +648,46 @@ async fn functions_created_during_the_session_are_refused() {
     assert!(message.contains("peek"), "{message}");
     assert!(leaks(&take(&s.seen)).is_empty());
 }
+
+#[tokio::test]
+async fn the_row_limit_holds_for_masked_results() {
+    let db = "masking_limit";
+    let pg = PgCluster::shared();
+    pg.create_database(db).unwrap();
+    pg.psql(db, SEED).unwrap();
+    let port = free_port();
+    // Masked rows are held whole to be rewritten; rows over the limit must still be dropped.
+    let yaml = masking_yaml(port, pg.port).replace(
+        "  database: {",
+        "  limits: {maxRowsPerStatement: 1}\n  database: {",
+    );
+    let sidecar = Sidecar::start(SidecarOptions {
+        policy_yaml: yaml,
+        secrets: vec![("mask-key", "hmac", b"test-hmac-key".to_vec())],
+        port,
+        extra_args: vec!["--log-level".into(), "info".into()],
+    })
+    .unwrap();
+    let (rport, seen) = recorder(sidecar.port).await;
+    let client = connect(&conn_str(rport, TRUST_USER, db)).await.unwrap();
+    for result in [
+        simple(&client, "SELECT email, ssn FROM customers").await,
+        binary(&client, "SELECT email, ssn FROM customers").await,
+    ] {
+        let (code, message) = result.expect_err("two rows are over the limit of one");
+        assert_eq!(code, "54000", "{message}");
+    }
+    assert_eq!(
+        simple(&client, "SELECT email FROM customers WHERE id = 1").await,
+        Ok(1)
+    );
+    let bytes = take(&seen);
+    assert!(leaks(&bytes).is_empty(), "{:?}", leaks(&bytes));
+    // Exactly the one row the limit allows reached the client in each failed statement.
+    assert_eq!(
+        String::from_utf8_lossy(&bytes)
+            .matches("@planted.example")
+            .count(),
+        3
+    );
+}
