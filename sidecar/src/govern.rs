@@ -23,7 +23,8 @@ use crate::config::{LoadedPolicy, Upstream};
 use crate::masking::catalog::Snapshot;
 use crate::masking::{Check, Masking};
 use crate::protocol::error::{PgError, error_message_field, sqlstate};
-use crate::protocol::frame::{Header, message, read_cstr};
+use crate::protocol::frame::{Header, message};
+use crate::protocol::results;
 use crate::protocol::startup::CancelKey;
 use crate::protocol::{backend, frontend};
 use crate::relay::Verdict;
@@ -156,11 +157,8 @@ impl Governance {
     /// An extended-protocol Parse: decided on its text; the statement's later Bind and
     /// Execute follow it (a denied Parse leaves no statement to execute).
     pub fn on_parse(&mut self, msg: &[u8], idle: bool) -> Verdict {
-        let Some((name, rest)) = read_cstr(&msg[5..]) else {
+        let Some((name, sql)) = results::parse(msg) else {
             return Verdict::Forward; // malformed: the server will say so
-        };
-        let Some((sql, _)) = read_cstr(rest) else {
-            return Verdict::Forward;
         };
         match self.decide(sql) {
             Ok((decision, policy)) => {

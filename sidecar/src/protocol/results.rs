@@ -77,11 +77,11 @@ pub fn execute_portal(msg: &[u8]) -> Option<String> {
     Some(text(name))
 }
 
-/// Parse: the statement's name and text.
-pub fn parse(msg: &[u8]) -> Option<(String, &[u8])> {
+/// Parse: the statement's name and text, as sent.
+pub fn parse(msg: &[u8]) -> Option<(&[u8], &[u8])> {
     let (name, rest) = read_cstr(msg.get(5..)?)?;
     let (sql, _) = read_cstr(rest)?;
-    Some((text(name), sql))
+    Some((name, sql))
 }
 
 /// One column of a RowDescription.
