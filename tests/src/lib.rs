@@ -18,10 +18,35 @@ use std::net::TcpListener;
 ///
 /// The servers under test (PostgreSQL, the sidecar) take their port from a
 /// config file rather than reporting an OS-assigned one, so the harness has
-/// to pick a port up front. The kernel hands out ephemeral ports in a
-/// rotating order, which makes an immediate reuse by another test unlikely,
-/// though not impossible.
+/// to pick a port up front. It picks one *below* the kernel's ephemeral range
+/// (`ip_local_port_range`): a port from that range can be taken by any
+/// outgoing connection of a parallel test between the pick and the server's
+/// bind, which made "Address already in use" flakes. Ports are spread by a
+/// per-process counter and checked by binding; if none is found, the kernel's
+/// choice is the fallback.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let low = 10_000u32;
+    if ephemeral_low > low + 1000 {
+        let span = ephemeral_low - low;
+        // Different test binaries run one after another and each starts at its own
+        // offset (its pid), so they rarely walk the same ports.
+        let base = std::process::id().wrapping_mul(7919);
+        for _ in 0..200 {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = low + (base.wrapping_add(n.wrapping_mul(104_729)) % span);
+            if let Ok(port) = u16::try_from(port)
+                && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            {
+                return port;
+            }
+        }
+    }
     let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind 127.0.0.1:0");
     listener
         .local_addr()
