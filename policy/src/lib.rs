@@ -7,6 +7,7 @@ pub mod analysis;
 pub mod crd;
 pub mod decision;
 pub mod decision_cache;
+pub mod dialect;
 pub mod duration;
 mod error;
 pub mod glob;
