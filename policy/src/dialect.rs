@@ -118,7 +118,10 @@ mod tests {
             Some(BackslashQuote::SafeEncoding)
         );
         assert_eq!(BackslashQuote::from_setting("on"), Some(BackslashQuote::On));
-        assert_eq!(BackslashQuote::from_setting("off"), Some(BackslashQuote::Off));
+        assert_eq!(
+            BackslashQuote::from_setting("off"),
+            Some(BackslashQuote::Off)
+        );
         assert_eq!(BackslashQuote::from_setting("sometimes"), None);
         let sjis = SqlDialect {
             client_encoding_unsafe_backslash: true,

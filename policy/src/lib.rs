@@ -9,6 +9,7 @@ pub mod decision;
 pub mod decision_cache;
 pub mod dialect;
 pub mod duration;
+pub mod encoding;
 mod error;
 pub mod glob;
 pub mod manifest;
