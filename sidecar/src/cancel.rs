@@ -1,6 +1,8 @@
-//! Cancel keys. Clients see keys the sidecar made up, so a key never reveals or reaches
-//! the upstream backend directly; a CancelRequest is mapped back to the session it
-//! belongs to and re-sent upstream with that backend's real key.
+//! Cancel keys. Clients see the backend's real process id — `pg_backend_pid()`, the pid in
+//! a NotificationResponse and `pg_terminate_backend(pid)` must agree with what the client
+//! was told — but a secret the sidecar made up, so a key seen by the client never reaches
+//! the backend directly: a CancelRequest is mapped back to the session it belongs to and
+//! re-sent upstream with that backend's real secret.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,16 +25,17 @@ pub struct CancelRegistry {
 }
 
 impl CancelRegistry {
-    /// Issues a fresh client-facing key for a session whose upstream backend has `key`.
+    /// Issues a client-facing key for a session whose upstream backend has `key`: the
+    /// same process id, a fresh secret. Backends of different upstreams may share a pid;
+    /// the secret tells their keys apart.
     pub fn register(&self, upstream: Arc<Upstream>, key: CancelKey) -> CancelKey {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             let ours = CancelKey {
-                // Positive like real PIDs, which some clients assume.
-                pid: rand::random::<i32>() & 0x7fff_ffff,
+                pid: key.pid,
                 secret: rand::random(),
             };
-            if ours.pid != 0 && !map.contains_key(&ours) {
+            if ours.secret != key.secret && !map.contains_key(&ours) {
                 map.insert(ours, Target { upstream, key });
                 return ours;
             }

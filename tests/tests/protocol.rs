@@ -6,9 +6,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{connect, db_error, plain_sidecar, text_rows};
+use common::{RawClient, connect, db_error, plain_sidecar, text_rows};
 use futures_util::{SinkExt, StreamExt, TryStreamExt, pin_mut};
 use palisade_tests::pg::{PgCluster, SUPERUSER};
+use tokio::io::AsyncWriteExt;
 use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
 use tokio_postgres::types::Type;
 use tokio_postgres::{AsyncMessage, NoTls, SimpleQueryMessage};
@@ -294,6 +295,57 @@ async fn cancel_reaches_the_right_backend() {
 }
 
 #[tokio::test]
+async fn clients_see_the_backends_real_process_id() {
+    let pg = PgCluster::shared();
+    let sidecar = plain_sidecar(pg);
+    let mut raw = RawClient::connect(sidecar.port).await;
+    raw.stream
+        .write_all(&palisade_tests::wire::startup_packet(SUPERUSER, "postgres"))
+        .await
+        .unwrap();
+    let mut announced = None;
+    loop {
+        let (tag, body) = raw.read_message().await.expect("startup message");
+        assert_ne!(tag, b'E', "{}", String::from_utf8_lossy(&body));
+        if tag == b'K' {
+            announced = Some(i32::from_be_bytes(body[0..4].try_into().unwrap()));
+        }
+        if tag == b'Z' {
+            break;
+        }
+    }
+    raw.stream
+        .write_all(&palisade_tests::wire::message(
+            b'Q',
+            b"SELECT pg_backend_pid()\0",
+        ))
+        .await
+        .unwrap();
+    let pid = loop {
+        let (tag, body) = raw.read_message().await.expect("query result");
+        if tag == b'D' {
+            // One column: int16 count, int32 length, the text.
+            break String::from_utf8(body[6..].to_vec()).unwrap();
+        }
+    };
+    assert_eq!(announced.map(|p| p.to_string()), Some(pid.clone()));
+    // pg_terminate_backend with the pid the client was told ends that very session.
+    let admin = connect(&sidecar.conn_str(SUPERUSER, None, "postgres"))
+        .await
+        .unwrap();
+    let terminated = text_rows(&admin, &format!("SELECT pg_terminate_backend({pid})")).await;
+    assert_eq!(terminated, vec![vec![Some("t".into())]]);
+    // The terminated session hears the server's FATAL 57P01, then its connection closes.
+    let mut last_error = None;
+    while let Some((tag, body)) = raw.read_message().await {
+        if tag == b'E' {
+            last_error = Some(common::field(&body, b'C'));
+        }
+    }
+    assert_eq!(last_error.as_deref(), Some("57P01"), "admin_shutdown");
+}
+
+#[tokio::test]
 async fn notifications_and_notices_arrive() {
     let pg = PgCluster::shared();
     let sidecar = plain_sidecar(pg);
@@ -315,6 +367,7 @@ async fn notifications_and_notices_arrive() {
     let notifier = connect(&sidecar.conn_str(SUPERUSER, None, "postgres"))
         .await
         .unwrap();
+    let notifier_pid = text_rows(&notifier, "SELECT pg_backend_pid()").await[0][0].clone();
     notifier
         .batch_execute("NOTIFY palisade_events, 'hello'")
         .await
@@ -333,6 +386,8 @@ async fn notifications_and_notices_arrive() {
         {
             AsyncMessage::Notification(n) => {
                 assert_eq!((n.channel(), n.payload()), ("palisade_events", "hello"));
+                // The pid the notifier's backend has, as its client was told it.
+                assert_eq!(Some(n.process_id().to_string()), notifier_pid);
                 got_notification = true;
             }
             AsyncMessage::Notice(n) => {
@@ -517,7 +572,7 @@ async fn disconnects_on_either_side_clean_up_the_other() {
     wait_gone(pid).await;
 
     // An abrupt close of the client's socket, mid-query.
-    let mut raw = common::RawClient::connect(sidecar.port).await;
+    let mut raw = RawClient::connect(sidecar.port).await;
     raw.startup(SUPERUSER, "postgres").await;
     let q = b"SELECT pg_backend_pid(), pg_sleep(0.2)\0";
     let mut msg = vec![b'Q'];
