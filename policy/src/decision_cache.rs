@@ -121,7 +121,8 @@ impl Engine {
         }
     }
 
-    fn over_limit(&self, bytes: usize) -> Option<Decision> {
+    /// The decision for a message over `limits.maxStatementBytes`, if it is.
+    pub fn over_limit(&self, bytes: usize) -> Option<Decision> {
         (bytes as u64 > self.rules.max_statement_bytes()).then(|| self.rules.too_long(bytes))
     }
 }

@@ -49,7 +49,7 @@ pub enum DecodeError {
     #[error(
         "statement text has non-ASCII characters in client_encoding {encoding}, which Palisade cannot read"
     )]
-    Unsupported { encoding: &'static str },
+    Unsupported { encoding: String },
 }
 
 macro_rules! encodings {
@@ -249,7 +249,9 @@ fn ascii_only<'a>(encoding: &'static str, bytes: &'a [u8]) -> Result<Cow<'a, str
     if bytes.is_ascii() {
         Ok(ascii(bytes))
     } else {
-        Err(DecodeError::Unsupported { encoding })
+        Err(DecodeError::Unsupported {
+            encoding: encoding.to_owned(),
+        })
     }
 }
 
@@ -377,7 +379,7 @@ mod tests {
         assert_eq!(
             decode("SHIFT_JIS_2004", b"'\x81\x5f'"),
             Err(DecodeError::Unsupported {
-                encoding: "SHIFT_JIS_2004"
+                encoding: "SHIFT_JIS_2004".into()
             })
         );
         // ASCII is read in every encoding.

@@ -12,6 +12,7 @@ pub mod duration;
 pub mod encoding;
 mod error;
 pub mod glob;
+pub mod grammar;
 pub mod manifest;
 pub mod mask;
 pub mod mask_plan;

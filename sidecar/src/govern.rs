@@ -8,12 +8,13 @@
 //! client and database agree on the transaction state. On the way back that syntax
 //! error is swapped for the real explanation. No response ordering is ever simulated.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::{BufMut, Bytes, BytesMut};
-use palisade_policy::analysis::{SearchPathChange, StatementInfo};
+use palisade_policy::analysis::{ParseFailure, SearchPathChange, StatementInfo};
 use palisade_policy::decision::{Action, Decision, Identity, Reason, SearchPath};
 use palisade_policy::decision_cache::ClassCache;
 use palisade_policy::mask_plan::StatementPlan;
@@ -28,6 +29,7 @@ use crate::protocol::results;
 use crate::protocol::startup::CancelKey;
 use crate::protocol::{backend, frontend};
 use crate::relay::Verdict;
+use crate::syntax::SessionSyntax;
 
 const DENIED_TOKEN: &str = "PALISADE_DENIED_";
 
@@ -61,6 +63,8 @@ pub struct Governance {
     /// Result masking, when any MaskingRule applies to this identity.
     masking: Option<Masking>,
     date_style: String,
+    /// How the server reads statement bytes (encodings, literals, grammar).
+    syntax: SessionSyntax,
 }
 
 impl Governance {
@@ -70,10 +74,12 @@ impl Governance {
         cancel: Option<(Arc<Upstream>, CancelKey)>,
         masking: Option<Masking>,
         date_style: String,
+        syntax: SessionSyntax,
     ) -> Self {
         Governance {
             masking,
             date_style,
+            syntax,
             policy,
             identity,
             path: SearchPath::default(),
@@ -121,11 +127,18 @@ impl Governance {
     /// A simple-protocol Query. `replay_safe`: nothing else is in flight and no
     /// transaction is open, so a `SET search_path` here surely takes effect as written.
     /// `idle`: nothing else awaits a response (masking may slip a catalog query in first).
-    pub fn on_query(&mut self, msg: &[u8], replay_safe: bool, idle: bool) -> Verdict {
+    pub fn on_query(
+        &mut self,
+        msg: &[u8],
+        replay_safe: bool,
+        idle: bool,
+        settled: bool,
+    ) -> Verdict {
         let sql = &msg[5..msg.len().saturating_sub(1)];
-        match self.decide(sql) {
-            Ok((decision, policy)) => {
-                match self.mask_check(sql, idle, &policy) {
+        let decided = self.decide(sql, settled);
+        match decided {
+            Ok((decision, policy, text)) => {
+                match self.mask_check(&text, idle, &policy) {
                     MaskStep::Go(planned) => {
                         if let Some(m) = &mut self.masking {
                             match planned {
@@ -156,13 +169,14 @@ impl Governance {
 
     /// An extended-protocol Parse: decided on its text; the statement's later Bind and
     /// Execute follow it (a denied Parse leaves no statement to execute).
-    pub fn on_parse(&mut self, msg: &[u8], idle: bool) -> Verdict {
+    pub fn on_parse(&mut self, msg: &[u8], idle: bool, settled: bool) -> Verdict {
         let Some((name, sql)) = results::parse(msg) else {
             return Verdict::Forward; // malformed: the server will say so
         };
-        match self.decide(sql) {
-            Ok((decision, policy)) => {
-                match self.mask_check(sql, idle, &policy) {
+        let decided = self.decide(sql, settled);
+        match decided {
+            Ok((decision, policy, text)) => {
+                match self.mask_check(&text, idle, &policy) {
                     MaskStep::Go(planned) => {
                         if let Some(m) = &mut self.masking {
                             let name = String::from_utf8_lossy(name).into_owned();
@@ -190,7 +204,7 @@ impl Governance {
     }
 
     /// What masking makes of an allowed statement.
-    fn mask_check(&mut self, sql: &[u8], idle: bool, policy: &LoadedPolicy) -> MaskStep {
+    fn mask_check(&mut self, sql: &str, idle: bool, policy: &LoadedPolicy) -> MaskStep {
         let Some(masking) = &mut self.masking else {
             return MaskStep::Go(None);
         };
@@ -295,6 +309,11 @@ impl Governance {
 
     /// Held server messages other than the ones governance rewrites.
     pub fn on_backend_message(&mut self, msg: &[u8]) -> Verdict {
+        if msg[0] == backend::PARAMETER_STATUS
+            && let Some((name, value)) = results::parameter_status(msg)
+        {
+            self.syntax.observe(name, value);
+        }
         match &mut self.masking {
             Some(m) => m.on_server_message(msg),
             None => Verdict::Forward,
@@ -317,11 +336,36 @@ impl Governance {
         }
     }
 
-    fn decide(&mut self, sql: &[u8]) -> Result<(Arc<Decision>, Arc<LoadedPolicy>), PgError> {
+    /// Decides statement bytes as the server will read them: decoded from the client
+    /// encoding, lexed with the session's settings. Text that cannot be decoded is never
+    /// forwarded unjudged: `onParseError` decides it.
+    /// `settled`: nothing sent earlier is still running, so the settings the server
+    /// reported are the ones it will read this text with.
+    fn decide<'a>(
+        &mut self,
+        sql: &'a [u8],
+        settled: bool,
+    ) -> Result<(Arc<Decision>, Arc<LoadedPolicy>, Cow<'a, str>), PgError> {
+        let _ = settled; // read with the parser's dialect options (next commit)
         let (policy, class) = self.class();
-        let decision = policy.engine.decide_bytes(&class, sql);
+        if let Some(too_long) = policy.engine.over_limit(sql.len()) {
+            return Err(denial_error(&policy, &too_long));
+        }
+        let (decision, text) = match self.syntax.decode(sql) {
+            Ok(text) => (policy.engine.decide(&class, &text), text),
+            Err(e) => (
+                Arc::new(policy.engine.rules.decide(
+                    &Err(ParseFailure {
+                        message: e.to_string(),
+                    }),
+                    &class.identity,
+                    &class.path,
+                )),
+                Cow::Borrowed(""),
+            ),
+        };
         match decision.action {
-            Action::Allow => Ok((decision, policy)),
+            Action::Allow => Ok((decision, policy, text)),
             Action::Deny | Action::RequireApproval => {
                 info!(rule = decision.rule(), reason = ?decision.reason, operations = ?decision.operations, "statement denied");
                 Err(denial_error(&policy, &decision))

@@ -12,5 +12,6 @@ pub mod protocol;
 pub mod relay;
 pub mod server;
 pub mod session;
+pub mod syntax;
 pub mod tls;
 pub mod upstream;

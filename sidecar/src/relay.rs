@@ -91,6 +91,9 @@ pub struct RelayState {
     pub txn_status: u8,
     /// The client said goodbye (Terminate); whichever side closes first after that is normal.
     pub terminated: bool,
+    /// An Execute or FunctionCall was sent since the last Sync: it may still be running
+    /// (and changing settings) though no ReadyForQuery is awaited for it yet.
+    pub unsynced_execute: bool,
     pub metrics: SessionMetrics,
     pub governance: Governance,
 }
@@ -101,6 +104,7 @@ impl RelayState {
             in_flight: VecDeque::new(),
             txn_status: b'I',
             terminated: false,
+            unsynced_execute: false,
             metrics,
             governance,
         }
@@ -151,8 +155,13 @@ impl Side for FromClient {
         ) {
             st.in_flight.push_back(Instant::now());
         }
-        if header.tag == frontend::SYNC {
-            st.governance.on_sync();
+        match header.tag {
+            frontend::SYNC => {
+                st.unsynced_execute = false;
+                st.governance.on_sync();
+            }
+            frontend::EXECUTE | frontend::FUNCTION_CALL => st.unsynced_execute = true,
+            _ => {}
         }
         Verdict::Forward
     }
@@ -160,11 +169,13 @@ impl Side for FromClient {
     fn on_message(msg: &[u8], st: &mut RelayState) -> Verdict {
         let replay_safe = st.txn_status == b'I' && st.in_flight.len() <= 1;
         // Nothing else awaits an answer, and the transaction can still run a query.
-        let idle =
-            st.txn_status != b'E' && st.in_flight.len() <= usize::from(msg[0] == frontend::QUERY);
+        let awaited = st.in_flight.len() <= usize::from(msg[0] == frontend::QUERY);
+        let idle = st.txn_status != b'E' && awaited;
+        // Nothing sent before may still change how the server reads this text.
+        let settled = awaited && !st.unsynced_execute;
         match msg[0] {
-            frontend::QUERY => st.governance.on_query(msg, replay_safe, idle),
-            frontend::PARSE => st.governance.on_parse(msg, idle),
+            frontend::QUERY => st.governance.on_query(msg, replay_safe, idle, settled),
+            frontend::PARSE => st.governance.on_parse(msg, idle, settled),
             frontend::FUNCTION_CALL => st.governance.on_function_call(),
             _ => {
                 st.governance.on_client_message(msg);
@@ -186,7 +197,8 @@ impl Side for FromServer {
             return Some(MAX_MESSAGE_LEN);
         }
         let hold = match tag {
-            backend::READY_FOR_QUERY => true,
+            // Changes how the next statements' text is read (encoding, literals).
+            backend::READY_FOR_QUERY | backend::PARAMETER_STATUS => true,
             // Only while a denial is outstanding: its error is rewritten on the way back.
             backend::ERROR_RESPONSE => st.governance.awaiting_errors(),
             backend::COMMAND_COMPLETE => st.governance.rows_limited(),

@@ -29,6 +29,7 @@ use crate::protocol::frame::{FrameError, message, peek_header};
 use crate::protocol::startup::{self, CancelKey, StartupMessage, StartupPacket};
 use crate::protocol::{backend, frontend};
 use crate::relay::{Pump, RelayEnd, RelayState, flush_remaining, relay};
+use crate::syntax::SessionSyntax;
 use crate::upstream;
 use palisade_policy::decision::Identity;
 
@@ -133,6 +134,7 @@ struct Established {
     identity: Identity,
     masking: Option<Masking>,
     date_style: String,
+    syntax: SessionSyntax,
 }
 
 impl Established {
@@ -150,6 +152,7 @@ impl Established {
             ctx.cancel.lookup(&self.key),
             self.masking.take(),
             std::mem::take(&mut self.date_style),
+            std::mem::take(&mut self.syntax),
         );
         let mut state = RelayState::new(metrics, governance);
         let (end, to_server, to_client) = relay(
@@ -351,6 +354,7 @@ async fn establish(
     let mut batch = BytesMut::with_capacity(1024);
     let mut key = None;
     let mut date_style = String::from("ISO, MDY");
+    let mut syntax = SessionSyntax::default();
     let identity = Identity {
         db_user: user.clone(),
         service_account: ctx.service_account.clone(),
@@ -361,10 +365,11 @@ async fn establish(
         let msg = read_message(&mut server, &mut server_buf).await?;
         match msg[0] {
             backend::PARAMETER_STATUS => {
-                if let Some((name, value)) = crate::protocol::results::parameter_status(&msg)
-                    && name.eq_ignore_ascii_case(b"DateStyle")
-                {
-                    date_style = String::from_utf8_lossy(value).into_owned();
+                if let Some((name, value)) = crate::protocol::results::parameter_status(&msg) {
+                    if name.eq_ignore_ascii_case(b"DateStyle") {
+                        date_style = String::from_utf8_lossy(value).into_owned();
+                    }
+                    syntax.observe(name, value);
                 }
                 batch.extend_from_slice(&msg);
             }
@@ -433,6 +438,7 @@ async fn establish(
         identity,
         masking,
         date_style,
+        syntax,
     }))
 }
 

@@ -3,8 +3,14 @@
 
 /// A protocol 3.0 StartupMessage for `user` and `database`.
 pub fn startup_packet(user: &str, database: &str) -> Vec<u8> {
+    startup_packet_with(user, database, &[])
+}
+
+/// A StartupMessage with run-time parameters besides (`client_encoding`, `options`, …).
+pub fn startup_packet_with(user: &str, database: &str, params: &[(&str, &str)]) -> Vec<u8> {
     let mut body = 196608i32.to_be_bytes().to_vec();
-    for (k, v) in [("user", user), ("database", database)] {
+    let all = [("user", user), ("database", database)];
+    for &(k, v) in all.iter().chain(params) {
         body.extend_from_slice(k.as_bytes());
         body.push(0);
         body.extend_from_slice(v.as_bytes());

@@ -163,8 +163,7 @@ impl Masking {
 
     /// The analysis of `sql`, from this session's cache when it was seen before; `None`
     /// for text that cannot be analysed (the decision has denied it already).
-    pub fn analysis(&mut self, sql: &[u8]) -> Option<Arc<Vec<StatementInfo>>> {
-        let text = std::str::from_utf8(sql).ok()?;
+    pub fn analysis(&mut self, text: &str) -> Option<Arc<Vec<StatementInfo>>> {
         // Keyed by shape: the numbers a shape replaces (`aid = 48213`, `LIMIT 10`) change
         // no column's provenance, so clients that inline values hit the cache too.
         let shape = shape(text);

@@ -84,7 +84,12 @@ impl RawClient {
 
     /// Startup as a trust user, read through the first ReadyForQuery.
     pub async fn startup(&mut self, user: &str, database: &str) {
-        let packet = palisade_tests::wire::startup_packet(user, database);
+        self.startup_with(user, database, &[]).await
+    }
+
+    /// Startup with run-time parameters (`client_encoding`, …).
+    pub async fn startup_with(&mut self, user: &str, database: &str, params: &[(&str, &str)]) {
+        let packet = palisade_tests::wire::startup_packet_with(user, database, params);
         self.stream.write_all(&packet).await.unwrap();
         loop {
             let (tag, body) = self.read_message().await.expect("message during startup");
@@ -126,6 +131,31 @@ impl RawClient {
         }
     }
 
+    /// Sends one simple Query (its text as raw bytes, in whatever encoding the session
+    /// has) and reads through its ReadyForQuery.
+    pub async fn query(&mut self, sql: &[u8]) -> QueryOutcome {
+        let mut body = sql.to_vec();
+        body.push(0);
+        self.stream
+            .write_all(&palisade_tests::wire::message(b'Q', &body))
+            .await
+            .unwrap();
+        let mut outcome = QueryOutcome::default();
+        loop {
+            let (tag, body) = self.read_message().await.expect("an answer to the query");
+            match tag {
+                b'D' => outcome.rows.push(data_row(&body)),
+                b'E' => outcome.errors.push(ErrorFields {
+                    code: field(&body, b'C'),
+                    message: field(&body, b'M'),
+                    position: field(&body, b'P'),
+                }),
+                b'Z' => return outcome,
+                _ => {}
+            }
+        }
+    }
+
     /// True once the peer has closed the connection.
     pub async fn closed(&mut self) -> bool {
         let mut buf = [0u8; 64];
@@ -134,6 +164,37 @@ impl RawClient {
             Ok(Ok(0)) | Ok(Err(_))
         )
     }
+}
+
+/// What a simple Query brought back.
+#[derive(Debug, Default)]
+pub struct QueryOutcome {
+    pub rows: Vec<Vec<Option<Vec<u8>>>>,
+    pub errors: Vec<ErrorFields>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorFields {
+    pub code: String,
+    pub message: String,
+    pub position: String,
+}
+
+/// The columns of a DataRow body (text format, raw bytes).
+fn data_row(body: &[u8]) -> Vec<Option<Vec<u8>>> {
+    let count = u16::from_be_bytes([body[0], body[1]]) as usize;
+    let mut at = 2;
+    (0..count)
+        .map(|_| {
+            let len = i32::from_be_bytes(body[at..at + 4].try_into().unwrap());
+            at += 4;
+            (len >= 0).then(|| {
+                let value = body[at..at + len as usize].to_vec();
+                at += len as usize;
+                value
+            })
+        })
+        .collect()
 }
 
 /// A field of an ErrorResponse body.
