@@ -36,6 +36,10 @@ const DENIED_TOKEN: &str = "PALISADE_DENIED_";
 /// A message's statements and the masking plan of each.
 type Planned = (Arc<Vec<StatementInfo>>, Vec<Arc<StatementPlan>>);
 
+/// An allowed statement: its decision, the policy that made it, and its text as the
+/// server reads it.
+type Decided<'a> = (Arc<Decision>, Arc<LoadedPolicy>, Cow<'a, str>);
+
 /// What masking makes of an allowed statement.
 enum MaskStep {
     /// Forward it; the analysis and masking plans, when masking made them.
@@ -345,7 +349,7 @@ impl Governance {
         &mut self,
         sql: &'a [u8],
         settled: bool,
-    ) -> Result<(Arc<Decision>, Arc<LoadedPolicy>, Cow<'a, str>), PgError> {
+    ) -> Result<Decided<'a>, PgError> {
         let _ = settled; // read with the parser's dialect options (next commit)
         let (policy, class) = self.class();
         if let Some(too_long) = policy.engine.over_limit(sql.len()) {
