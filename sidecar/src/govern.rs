@@ -345,11 +345,7 @@ impl Governance {
     /// forwarded unjudged: `onParseError` decides it.
     /// `settled`: nothing sent earlier is still running, so the settings the server
     /// reported are the ones it will read this text with.
-    fn decide<'a>(
-        &mut self,
-        sql: &'a [u8],
-        settled: bool,
-    ) -> Result<Decided<'a>, PgError> {
+    fn decide<'a>(&mut self, sql: &'a [u8], settled: bool) -> Result<Decided<'a>, PgError> {
         let _ = settled; // read with the parser's dialect options (next commit)
         let (policy, class) = self.class();
         if let Some(too_long) = policy.engine.over_limit(sql.len()) {

@@ -1,0 +1,111 @@
+//! PostgreSQL's own regression suite (`../shared/pg_regress`, 214 tests) cannot tell the
+//! sidecar from a direct connection: a direct run is the oracle, and the run through a
+//! sidecar whose policy allows everything must match it byte for byte — every result,
+//! every error message and position, every notice.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use palisade_tests::free_port;
+use palisade_tests::pg::PgCluster;
+use palisade_tests::sidecar::{Sidecar, SidecarOptions};
+
+/// `shared/pg_regress/run.sh`, beside the repository (never copied into it).
+fn run_script() -> PathBuf {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/pg_regress/run.sh")
+        .canonicalize()
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL's regression suite is expected at ../shared/pg_regress beside the \
+                 repository (with run.sh): {e}"
+            )
+        });
+    assert!(script.is_file(), "{} is not a file", script.display());
+    script
+}
+
+/// Runs the suite against `target` (the server itself, or a proxy in front of it), with
+/// `expected` as the oracle; returns pg_regress's summary and the differences.
+fn run(
+    pg: &PgCluster,
+    target: u16,
+    out: &std::path::Path,
+    expected: Option<&std::path::Path>,
+) -> (String, String) {
+    let mut cmd = Command::new("bash");
+    cmd.arg(run_script())
+        .arg(pg.port.to_string())
+        .arg(target.to_string())
+        .arg(out);
+    if let Some(expected) = expected {
+        cmd.arg(expected);
+    }
+    let output = cmd.output().expect("run.sh runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let diffs = std::fs::read_to_string(out.join("regression.diffs")).unwrap_or_default();
+    assert!(
+        out.join("results").is_dir(),
+        "pg_regress produced no results (is postgresql-server-dev installed?)\n{stdout}\n{stderr}"
+    );
+    (stdout, diffs)
+}
+
+#[test]
+fn pg_regress_through_the_sidecar_matches_direct() {
+    let pg = PgCluster::start(false).expect("PostgreSQL starts");
+    // The suite logs in as roles it creates, and runs prepared transactions.
+    std::fs::write(
+        pg.data_dir().join("pg_hba.conf"),
+        "local all all trust\nhost all all 127.0.0.1/32 trust\n",
+    )
+    .unwrap();
+    pg.psql(
+        "postgres",
+        "ALTER SYSTEM SET max_prepared_transactions = 10",
+    )
+    .unwrap();
+    pg.restart().unwrap();
+
+    let work = tempfile::tempdir().unwrap();
+    let direct = work.path().join("direct");
+    let (summary, _) = run(&pg, pg.port, &direct, None);
+    let oracle = work.path().join("oracle");
+    std::fs::rename(direct.join("results"), &oracle).unwrap();
+    assert!(
+        std::fs::read_dir(&oracle).unwrap().count() >= 200,
+        "the direct run recorded results\n{summary}"
+    );
+
+    let port = free_port();
+    let sidecar = Sidecar::start(SidecarOptions {
+        policy_yaml: common::policy(
+            port,
+            "127.0.0.1",
+            pg.port,
+            "    tls: {mode: Disable}",
+            "  defaultAction: Allow\n  onParseError: Deny",
+        ),
+        port,
+        ..Default::default()
+    })
+    .expect("sidecar starts");
+    let proxied = work.path().join("proxied");
+    let (summary, diffs) = run(&pg, sidecar.port, &proxied, Some(&oracle));
+    let failed: Vec<&str> = summary.lines().filter(|l| l.contains("FAILED")).collect();
+    assert!(
+        summary.contains("All 214 tests passed"),
+        "{} tests differ from direct:\n{}\n\nfirst differences:\n{}",
+        failed.len(),
+        failed.join("\n"),
+        diffs.chars().take(6000).collect::<String>()
+    );
+    // The sidecar was really in the path.
+    assert!(
+        sidecar.logs().contains("session started"),
+        "no session went through the sidecar"
+    );
+}
