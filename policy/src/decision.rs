@@ -124,6 +124,10 @@ pub enum Reason {
     ParseError { message: String },
     /// `limits.maxStatementBytes` was exceeded.
     TooLong { bytes: usize, limit: u64 },
+    /// PostgreSQL's grammar rejects the text, and so does the upstream server (its
+    /// grammar is covered): forwarded unchanged for the server's own error. Nothing the
+    /// server cannot parse can run.
+    ServerRejects { message: String },
 }
 
 /// The outcome for one message (all its statements).
@@ -206,6 +210,16 @@ impl RuleSet {
     }
 
     /// The decision for a message of `bytes` length that exceeded the statement limit.
+    /// Text the server's grammar rejects, forwarded for the server's own error.
+    pub fn server_rejects(&self, message: &str) -> Decision {
+        Decision::bare(
+            Action::Allow,
+            Reason::ServerRejects {
+                message: message.to_string(),
+            },
+        )
+    }
+
     pub fn too_long(&self, bytes: usize) -> Decision {
         Decision::bare(
             Action::Deny,

@@ -7,8 +7,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::analysis::{ParseFailure, analyze};
+use crate::analysis::{ParseFailure, analyze_with};
 use crate::decision::{Decision, Identity, RuleSet, SearchPath};
+use crate::dialect::SqlDialect;
+use crate::grammar;
 use crate::shape::shape;
 
 /// Statement texts remembered per class; past this the class cache starts afresh.
@@ -16,10 +18,12 @@ const MAX_STATEMENTS_PER_CLASS: usize = 4096;
 /// Identity × search_path classes remembered; past this the oldest are forgotten.
 const MAX_CLASSES: usize = 256;
 
-/// Decisions for one identity and search_path.
+/// Decisions for one identity, search_path and way of reading text (the session's lexer
+/// settings and server version).
 pub struct ClassCache {
     pub identity: Identity,
     pub path: SearchPath,
+    pub dialect: SqlDialect,
     decisions: Mutex<HashMap<Box<str>, Arc<Decision>>>,
 }
 
@@ -37,12 +41,17 @@ impl Engine {
         }
     }
 
-    /// The cache for statements run by `identity` under `path`.
-    pub fn class(&self, identity: &Identity, path: &SearchPath) -> Arc<ClassCache> {
+    /// The cache for statements run by `identity` under `path`, read with `dialect`.
+    pub fn class(
+        &self,
+        identity: &Identity,
+        path: &SearchPath,
+        dialect: &SqlDialect,
+    ) -> Arc<ClassCache> {
         let mut classes = self.classes.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(c) = classes
             .iter()
-            .find(|c| c.identity == *identity && c.path == *path)
+            .find(|c| c.identity == *identity && c.path == *path && c.dialect == *dialect)
         {
             return c.clone();
         }
@@ -52,6 +61,7 @@ impl Engine {
         let class = Arc::new(ClassCache {
             identity: identity.clone(),
             path: path.clone(),
+            dialect: *dialect,
             decisions: Mutex::new(HashMap::new()),
         });
         classes.push(class.clone());
@@ -74,10 +84,7 @@ impl Engine {
         {
             return d.clone();
         }
-        let decision = Arc::new(
-            self.rules
-                .decide(&analyze(sql), &class.identity, &class.path),
-        );
+        let decision = Arc::new(self.judge(&class.identity, &class.path, &class.dialect, sql));
         // A search_path change carries its schemas, which are this text's alone.
         let key = if decision.search_path_changes.is_empty() {
             key
@@ -95,6 +102,28 @@ impl Engine {
         decision
     }
 
+    /// Text the server's grammar rejects goes to the server for its own error (SQLSTATE,
+    /// message, position) when its grammar is covered and nothing since restricts a
+    /// keyword the text uses; otherwise `onParseError` decides it.
+    fn judge(
+        &self,
+        identity: &Identity,
+        path: &SearchPath,
+        dialect: &SqlDialect,
+        sql: &str,
+    ) -> Decision {
+        let analysis = analyze_with(sql, dialect);
+        if let Err(failure) = &analysis
+            && failure.is_syntax_error()
+            && dialect
+                .server_major
+                .is_some_and(|major| grammar::server_rejects_too(major, sql))
+        {
+            return self.rules.server_rejects(&failure.message);
+        }
+        self.rules.decide(&analysis, identity, path)
+    }
+
     /// Decides statement text as it came off the wire: over `limits.maxStatementBytes`,
     /// or not UTF-8 (which the analysis cannot read), it is decided without parsing.
     pub fn decide_bytes(&self, class: &ClassCache, sql: &[u8]) -> Arc<Decision> {
@@ -104,9 +133,9 @@ impl Engine {
         match std::str::from_utf8(sql) {
             Ok(text) => self.decide(class, text),
             Err(_) => Arc::new(self.rules.decide(
-                &Err(ParseFailure {
-                    message: "statement text is not valid UTF-8".into(),
-                }),
+                &Err(ParseFailure::unanalysable(
+                    "statement text is not valid UTF-8",
+                )),
                 &class.identity,
                 &class.path,
             )),
@@ -117,7 +146,7 @@ impl Engine {
     pub fn decide_uncached(&self, identity: &Identity, path: &SearchPath, sql: &str) -> Decision {
         match self.over_limit(sql.len()) {
             Some(too_long) => too_long,
-            None => self.rules.decide(&analyze(sql), identity, path),
+            None => self.judge(identity, path, &SqlDialect::default(), sql),
         }
     }
 
@@ -131,6 +160,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::decision::{Action, Reason};
+    use crate::dialect::SqlDialect;
     use crate::manifest::parse_manifests;
     use crate::render::render_all;
 
@@ -145,7 +175,11 @@ mod tests {
     #[test]
     fn wire_text_is_limited_and_must_be_utf8_before_any_parsing() {
         let engine = engine("{maxStatementBytes: 20}");
-        let class = engine.class(&Identity::default(), &SearchPath::default());
+        let class = engine.class(
+            &Identity::default(),
+            &SearchPath::default(),
+            &SqlDialect::default(),
+        );
         let long = engine.decide_bytes(&class, b"SELECT 1 FROM generate_series(1, 10)");
         assert_eq!(
             long.reason,
@@ -175,7 +209,11 @@ mod tests {
     #[test]
     fn inlined_numbers_share_an_entry_but_constant_comparisons_do_not() {
         let engine = engine("{}");
-        let class = engine.class(&Identity::default(), &SearchPath::default());
+        let class = engine.class(
+            &Identity::default(),
+            &SearchPath::default(),
+            &SqlDialect::default(),
+        );
         let a = engine.decide(&class, "SELECT * FROM t WHERE id = 1");
         let b = engine.decide(&class, "SELECT * FROM t WHERE id = 2");
         assert!(Arc::ptr_eq(&a, &b), "one cache entry for one shape");

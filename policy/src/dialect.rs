@@ -62,11 +62,11 @@ pub struct SqlDialect {
     /// True when the client encoding may put 0x5c inside a multibyte character, which is
     /// what `backslash_quote = safe_encoding` looks at.
     pub client_encoding_unsafe_backslash: bool,
-    /// True when the parser's grammar covers the upstream server's: the server is not newer
-    /// than the parser, and no syntax it accepts was removed since. Then SQL the parser
-    /// rejects is SQL the server rejects too, and may be forwarded for the server's own
-    /// error; otherwise it goes to `onParseError`.
-    pub server_grammar_covered: bool,
+    /// The upstream server's major version (`server_version`), when known: it decides
+    /// whether SQL the parser rejects is SQL the server rejects too (see
+    /// [`crate::grammar::server_rejects_too`]), and so may be forwarded for the server's
+    /// own error rather than going to `onParseError`.
+    pub server_major: Option<u32>,
 }
 
 impl Default for SqlDialect {
@@ -78,7 +78,7 @@ impl Default for SqlDialect {
             standard_conforming_strings: true,
             backslash_quote: BackslashQuote::SafeEncoding,
             client_encoding_unsafe_backslash: false,
-            server_grammar_covered: false,
+            server_major: None,
         }
     }
 }

@@ -111,7 +111,9 @@ impl Governance {
     fn class(&mut self) -> (Arc<LoadedPolicy>, Arc<ClassCache>) {
         let current = self.policy.load_full();
         match &self.class {
-            Some((p, c)) if Arc::ptr_eq(p, &current) => (current, c.clone()),
+            Some((p, c)) if Arc::ptr_eq(p, &current) && c.dialect == self.syntax.dialect() => {
+                (current, c.clone())
+            }
             _ => {
                 if self
                     .class
@@ -120,7 +122,10 @@ impl Governance {
                 {
                     self.reload_masking(&current);
                 }
-                let class = current.engine.class(&self.identity, &self.path);
+                let class =
+                    current
+                        .engine
+                        .class(&self.identity, &self.path, &self.syntax.dialect());
                 self.max_rows = current.rendered.spec.limits.max_rows_per_statement;
                 self.class = Some((current.clone(), class.clone()));
                 (current, class)
@@ -346,7 +351,6 @@ impl Governance {
     /// `settled`: nothing sent earlier is still running, so the settings the server
     /// reported are the ones it will read this text with.
     fn decide<'a>(&mut self, sql: &'a [u8], settled: bool) -> Result<Decided<'a>, PgError> {
-        let _ = settled; // read with the parser's dialect options (next commit)
         let (policy, class) = self.class();
         if let Some(too_long) = policy.engine.over_limit(sql.len()) {
             return Err(denial_error(&policy, &too_long));
@@ -355,14 +359,29 @@ impl Governance {
             Ok(text) => (policy.engine.decide(&class, &text), text),
             Err(e) => (
                 Arc::new(policy.engine.rules.decide(
-                    &Err(ParseFailure {
-                        message: e.to_string(),
-                    }),
+                    &Err(ParseFailure::unanalysable(e.to_string())),
                     &class.identity,
                     &class.path,
                 )),
                 Cow::Borrowed(""),
             ),
+        };
+        // Sent while earlier messages still run: one of them may change
+        // standard_conforming_strings before the server reads this text, so a backslash
+        // is read both ways and the stricter decision stands.
+        let decision = if !settled && text.contains('\\') {
+            let other =
+                policy
+                    .engine
+                    .class(&self.identity, &self.path, &self.syntax.dialect_flipped());
+            let flipped = policy.engine.decide(&other, &text);
+            if flipped.action > decision.action {
+                flipped
+            } else {
+                decision
+            }
+        } else {
+            decision
         };
         match decision.action {
             Action::Allow => Ok((decision, policy, text)),
@@ -607,5 +626,10 @@ pub fn denial_error(policy: &LoadedPolicy, decision: &Decision) -> PgError {
             format!("palisade: statement of {bytes} bytes exceeds limits.maxStatementBytes ({limit}) of policy {key}"),
         )
         .with_hint("send large values as bind parameters, or raise spec.limits.maxStatementBytes"),
+        // Forwarded, never denied; named for completeness.
+        Reason::ServerRejects { message } => PgError::error(
+            sqlstate::SYNTAX_ERROR,
+            format!("palisade: {message}"),
+        ),
     }
 }

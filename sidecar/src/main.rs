@@ -142,6 +142,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let runtime = builder
         .enable_all()
+        .thread_stack_size(STACK_BYTES)
         .build()
         .context("starting the runtime")?;
     let opts = Options {
@@ -154,5 +155,18 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         reload_interval: args.reload_interval,
         service_account: args.service_account,
     };
-    runtime.block_on(server::run(opts))
+    // A current-thread runtime polls on the thread that blocks on it: give that one the
+    // same stack as the workers.
+    std::thread::Builder::new()
+        .name("palisade-sidecar".into())
+        .stack_size(STACK_BYTES)
+        .spawn(move || runtime.block_on(server::run(opts)))
+        .context("starting the main thread")?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the main thread panicked"))?
 }
+
+/// Stack for the threads that decide on statements: PostgreSQL's parser (libpg_query)
+/// sizes its depth limit to the stack it finds, as the server does, and the tree it hands
+/// over is decoded and walked recursively. Virtual memory: only the pages used are touched.
+const STACK_BYTES: usize = 64 * 1024 * 1024;

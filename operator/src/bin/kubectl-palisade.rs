@@ -265,6 +265,11 @@ fn print_text(policy: &RenderedPolicy, d: &Decision) {
         Reason::TooLong { bytes, limit } => {
             format!("{bytes} bytes exceeds limits.maxStatementBytes {limit}")
         }
+        Reason::ServerRejects { message } => {
+            format!(
+                "PostgreSQL's grammar rejects it, so the server answers with its own error: {message}"
+            )
+        }
     };
     println!("policy:      {}", policy.key());
     println!("decision:    {:?}", d.action);

@@ -1,493 +1,554 @@
-//! Statement → operations, by an explicit allowlist of the sqlparser statements
-//! PostgreSQL has. The match is exhaustive (no `_` arm): a statement kind added by a
-//! sqlparser upgrade does not compile until it is classified, and every kind other
-//! dialects have fails the analysis as "not a PostgreSQL statement".
+//! Statement → operations. The match lists every statement kind of PostgreSQL's grammar
+//! (no `_` arm): a kind added by a parser upgrade does not compile until it is classified.
 
-use sqlparser::ast::{
-    AlterDefaultPrivilegesOperation, Analyze, DeclareType, DescribeAlias, Statement, Truncate,
-    VacuumStatement,
-};
+use pg_query::NodeEnum;
+use pg_query::protobuf::{Node, ObjectType, TransactionStmtKind};
 
-use super::Named;
-use super::SearchPathChange;
 use super::names;
-use super::query::QueryKind;
+use super::query::{QueryKind, kind_name};
 use super::scope::{Scope, Shape};
 use super::walker::Walker;
+use super::{ColumnName, Named, SearchPathChange};
 use crate::model::Operation as Op;
 
 impl Walker<'_> {
-    /// Analyses `statement`; for one inside a query (a data-modifying CTE), `parent` is
-    /// the query level it is in and the result is what its RETURNING outputs.
+    /// Analyses the statement `node`; for one inside a query (a data-modifying CTE),
+    /// `parent` is the query level it is in and the result is what its RETURNING outputs.
     #[recursive::recursive]
-    pub fn statement(&mut self, statement: &Statement, parent: Option<&Scope<'_>>) -> Shape {
-        if !self.facts.mark_statement(statement) {
+    pub fn statement(&mut self, node: &Node, parent: Option<&Scope<'_>>) -> Shape {
+        let Some(kind) = node.node.as_ref() else {
             return Shape::default();
-        }
-        match statement {
-            Statement::Query(query) => return self.query(query, parent, QueryKind::Subquery),
-            Statement::Insert(insert) => return self.insert(insert, parent),
-            Statement::Update(update) => return self.update(update, parent),
-            Statement::Delete(delete) => return self.delete(delete, parent),
-            Statement::Merge(merge) => return self.merge(merge, parent),
-            Statement::Copy {
-                source,
-                to,
-                target,
-                options: _,
-                legacy_options: _,
-                payload,
-            } => {
-                self.reject(payload.is_some(), "inline COPY data");
-                let to_stdout = matches!(target, sqlparser::ast::CopyTarget::Stdout);
-                self.copy(source, *to, to_stdout);
-            }
+        };
+        match kind {
+            NodeEnum::SelectStmt(select) => return self.query(select, parent, QueryKind::Subquery),
+            NodeEnum::InsertStmt(insert) => return self.insert(insert, parent),
+            NodeEnum::UpdateStmt(update) => return self.update(update, parent),
+            NodeEnum::DeleteStmt(delete) => return self.delete(delete, parent),
+            NodeEnum::MergeStmt(merge) => return self.merge(merge, parent),
+            NodeEnum::CopyStmt(copy) => self.copy(copy),
 
-            Statement::Call(function) => {
+            NodeEnum::CallStmt(call) => {
                 self.facts.op(Op::Call);
-                self.facts.function(names::function(&function.name));
                 self.facts.search_path(SearchPathChange::Unknown);
-                self.exprs(&function.args, &Scope::child(parent));
+                if let Some(call) = &call.funccall {
+                    self.facts.function(names::function(&call.funcname));
+                    self.exprs(&call.args, &Scope::child(parent));
+                }
             }
-            Statement::Explain {
-                describe_alias,
-                analyze: _,
-                verbose: _,
-                query_plan,
-                estimate,
-                statement,
-                format: _,
-                options: _,
-            } => {
-                self.reject(*describe_alias != DescribeAlias::Explain, "DESCRIBE");
-                self.reject(*query_plan || *estimate, "EXPLAIN QUERY PLAN/ESTIMATE");
+            NodeEnum::DoStmt(block) => self.do_block(block),
+            NodeEnum::ExplainStmt(explain) => {
                 self.facts.op(Op::Explain);
                 // Plain EXPLAIN does not run it, EXPLAIN ANALYZE does: report it either way.
-                self.statement(statement, parent);
+                if let Some(inner) = explain.query.as_deref() {
+                    self.statement(inner, parent);
+                }
             }
-            Statement::Prepare {
-                name,
-                data_types: _,
-                statement,
-            } => {
+            NodeEnum::PrepareStmt(prepare) => {
                 self.facts.op(Op::Prepare);
-                self.facts.info.defines = Some(Named::Prepared(names::ident(name)));
-                return self.statement(statement, parent);
+                self.facts.info.defines = Some(Named::Prepared(prepare.name.clone()));
+                if let Some(inner) = prepare.query.as_deref() {
+                    return self.statement(inner, parent);
+                }
             }
-            Statement::Execute {
-                name,
-                parameters,
-                has_parentheses: _,
-                immediate,
-                into,
-                using,
-                output,
-                default,
-            } => {
-                self.reject(
-                    name.is_none()
-                        || *immediate
-                        || !into.is_empty()
-                        || !using.is_empty()
-                        || *output
-                        || *default,
-                    "EXECUTE IMMEDIATE/INTO/USING",
-                );
+            NodeEnum::ExecuteStmt(execute) => {
                 self.facts.op(Op::Execute);
-                if let Some(name) = name.as_ref().and_then(names::parts)
-                    && let [name] = name.as_slice()
-                {
-                    self.facts.info.uses = Some(Named::Prepared(name.clone()));
-                }
-                self.exprs(parameters, &Scope::child(parent));
+                self.facts.info.uses = Some(Named::Prepared(execute.name.clone()));
+                self.exprs(&execute.params, &Scope::child(parent));
             }
-            Statement::Declare {
-                stmts,
-                separator: _,
-            } => {
+            NodeEnum::DeclareCursorStmt(declare) => {
                 self.facts.op(Op::Other);
-                for declare in stmts {
-                    self.reject(
-                        declare.declare_type != Some(DeclareType::Cursor)
-                            || declare.data_type.is_some()
-                            || declare.assignment.is_some(),
-                        "DECLARE of a variable",
-                    );
-                    if let Some(query) = &declare.for_query {
-                        if let [name] = declare.names.as_slice() {
-                            self.facts.info.defines = Some(Named::Cursor(names::ident(name)));
-                        }
-                        let shape = self.query(query, parent, QueryKind::Subquery);
-                        if stmts.len() == 1 {
-                            return shape;
-                        }
-                    }
+                self.facts.info.defines = Some(Named::Cursor(declare.portalname.clone()));
+                if let Some(query) = declare.query.as_deref() {
+                    return self.query_node(query, parent, QueryKind::Subquery);
                 }
             }
-            Statement::Fetch {
-                name,
-                direction: _,
-                position: _,
-                into,
-            } => {
-                self.reject(into.is_some(), "FETCH … INTO");
-                self.facts.info.uses = Some(Named::Cursor(names::ident(name)));
+            NodeEnum::FetchStmt(fetch) => {
                 self.facts.op(Op::Other);
+                // MOVE repositions the cursor without returning its rows.
+                if !fetch.ismove {
+                    self.facts.info.uses = Some(Named::Cursor(fetch.portalname.clone()));
+                }
             }
-            Statement::Close { .. } | Statement::Deallocate { .. } => self.facts.op(Op::Other),
-            Statement::Discard { object_type } => self.discard(object_type),
-            Statement::Load { extension_name } => {
-                // PostgreSQL's LOAD takes a file name string; `LOAD x` is DuckDB's.
-                self.reject(
-                    extension_name.quote_style != Some('\''),
-                    "LOAD of an extension",
-                );
+            NodeEnum::ClosePortalStmt(_)
+            | NodeEnum::DeallocateStmt(_)
+            | NodeEnum::LoadStmt(_)
+            | NodeEnum::CheckPointStmt(_) => self.facts.op(Op::Other),
+            NodeEnum::DiscardStmt(discard) => self.discard(discard),
+            NodeEnum::CommentStmt(comment) => {
                 self.facts.op(Op::Other);
+                self.comment_on(comment.objtype, comment.object.as_deref());
             }
-            Statement::Comment {
-                object_type,
-                object_name,
-                comment: _,
-                if_exists,
-            } => {
-                self.reject(*if_exists, "COMMENT IF EXISTS");
-                self.comment(object_type, object_name);
-            }
-            Statement::RefreshMaterializedView(refresh) => {
+            NodeEnum::SecLabelStmt(label) => {
                 self.facts.op(Op::Other);
-                self.write(&refresh.name);
+                self.comment_on(label.objtype, label.object.as_deref());
+            }
+            NodeEnum::RefreshMatViewStmt(refresh) => {
+                self.facts.op(Op::Other);
+                if let Some(relation) = &refresh.relation {
+                    self.write(relation);
+                }
             }
 
-            Statement::Set(set) => self.set(set),
-            Statement::Reset(reset) => self.reset(reset),
-            Statement::ShowVariable { variable: _ } => self.facts.op(Op::Show),
-
-            Statement::StartTransaction {
-                modes: _,
-                begin: _,
-                transaction: _,
-                modifier,
-                statements,
-                exception,
-                has_end_keyword,
-            } => {
-                self.reject(
-                    modifier.is_some()
-                        || !statements.is_empty()
-                        || exception.is_some()
-                        || *has_end_keyword,
-                    "a BEGIN … END block",
-                );
+            NodeEnum::VariableSetStmt(set) => self.set(set),
+            NodeEnum::VariableShowStmt(_) => self.facts.op(Op::Show),
+            NodeEnum::ConstraintsSetStmt(_) => self.facts.op(Op::Transaction),
+            NodeEnum::TransactionStmt(transaction) => {
                 self.facts.op(Op::Transaction);
-            }
-            Statement::Commit {
-                chain: _,
-                end: _,
-                modifier,
-            } => {
-                self.reject(modifier.is_some(), "COMMIT with a modifier");
-                self.facts.op(Op::Transaction);
-            }
-            Statement::Rollback { .. }
-            | Statement::Savepoint { .. }
-            | Statement::ReleaseSavepoint { .. } => {
-                self.facts.op(Op::Transaction);
+                let _ = TransactionStmtKind::try_from(transaction.kind);
             }
 
-            Statement::Lock(lock) => {
+            NodeEnum::LockStmt(lock) => {
                 self.facts.op(Op::Lock);
-                for table in &lock.tables {
-                    self.read(&table.name);
-                }
+                self.read_ranges(&lock.relations);
             }
-            Statement::Truncate(Truncate {
-                table_names,
-                partitions,
-                table: _,
-                if_exists: _,
-                identity: _,
-                cascade: _,
-                on_cluster,
-            }) => {
-                self.reject(
-                    partitions.is_some() || on_cluster.is_some(),
-                    "TRUNCATE PARTITION/ON CLUSTER",
-                );
+            NodeEnum::TruncateStmt(truncate) => {
                 self.facts.op(Op::Truncate);
-                for target in table_names {
-                    self.write(&target.name);
-                }
+                self.write_ranges(&truncate.relations);
             }
-            Statement::Vacuum(VacuumStatement {
-                full: _,
-                sort_only,
-                delete_only,
-                reindex,
-                recluster,
-                table_name,
-                threshold,
-                boost,
-            }) => {
-                self.reject(
-                    *sort_only
-                        || *delete_only
-                        || *reindex
-                        || *recluster
-                        || threshold.is_some()
-                        || *boost,
-                    "Redshift VACUUM",
-                );
+            NodeEnum::VacuumStmt(vacuum) => {
                 self.facts.op(Op::Vacuum);
-                if let Some(table) = table_name {
-                    self.write(table);
+                for relation in &vacuum.rels {
+                    let Some(NodeEnum::VacuumRelation(relation)) = relation.node.as_ref() else {
+                        continue;
+                    };
+                    let Some(range) = &relation.relation else {
+                        continue;
+                    };
+                    let relation_name = if vacuum.is_vacuumcmd {
+                        self.write(range)
+                    } else {
+                        self.read(range)
+                    };
+                    self.columns_of(&relation_name, &relation.va_cols);
                 }
             }
-            Statement::Analyze(Analyze {
-                table_name,
-                partitions,
-                for_columns,
-                columns,
-                cache_metadata,
-                noscan,
-                compute_statistics,
-                has_table_keyword,
-            }) => {
-                self.reject(
-                    partitions.is_some()
-                        || *for_columns
-                        || *cache_metadata
-                        || *noscan
-                        || *compute_statistics
-                        || *has_table_keyword,
-                    "Hive ANALYZE",
-                );
+            NodeEnum::ClusterStmt(cluster) => {
                 self.facts.op(Op::Vacuum);
-                if let Some(relation) = table_name.as_ref().and_then(|t| self.read(t)) {
-                    self.columns_of(&relation, columns);
+                if let Some(range) = &cluster.relation {
+                    self.write(range);
                 }
             }
-            Statement::LISTEN { .. } | Statement::UNLISTEN { .. } | Statement::NOTIFY { .. } => {
+            NodeEnum::ReindexStmt(reindex) => {
+                self.facts.op(Op::Vacuum);
+                if let Some(range) = &reindex.relation {
+                    self.write(range);
+                }
+            }
+            NodeEnum::ListenStmt(_) | NodeEnum::UnlistenStmt(_) | NodeEnum::NotifyStmt(_) => {
                 self.facts.op(Op::Listen);
             }
 
-            Statement::Grant(grant) => {
-                self.facts.op(Op::Grant);
-                self.grant_objects(grant.objects.as_ref());
-            }
-            Statement::Revoke(revoke) => {
-                self.facts.op(Op::Revoke);
-                self.grant_objects(revoke.objects.as_ref());
-            }
-            Statement::GrantRole(_) => self.facts.op(Op::Grant),
-            Statement::RevokeRole(_) => self.facts.op(Op::Revoke),
-            Statement::AlterDefaultPrivileges(alter) => {
-                self.facts.op(Op::Alter);
-                self.facts.op(match alter.operation {
-                    AlterDefaultPrivilegesOperation::Grant { .. } => Op::Grant,
-                    AlterDefaultPrivilegesOperation::Revoke { .. } => Op::Revoke,
+            NodeEnum::GrantStmt(grant) => self.grant(grant),
+            NodeEnum::GrantRoleStmt(grant) => {
+                self.facts.op(if grant.is_grant {
+                    Op::Grant
+                } else {
+                    Op::Revoke
                 });
             }
-
-            Statement::CreateTable(create) => self.create_table(create),
-            Statement::CreateView(create) => self.create_view(create),
-            Statement::CreateIndex(create) => self.create_index(create),
-            Statement::CreateSequence { name, .. } => {
-                self.facts.op(Op::Create);
-                self.write(name);
+            NodeEnum::AlterDefaultPrivilegesStmt(alter) => {
+                self.facts.op(Op::Alter);
+                let grant = alter.action.as_ref().is_none_or(|a| a.is_grant);
+                self.facts.op(if grant { Op::Grant } else { Op::Revoke });
             }
-            Statement::CreateForeignTable(create) => {
-                self.facts.op(Op::Create);
-                self.write(&create.name);
-                if let Some(parent) = &create.partition_of {
-                    self.write(parent);
+
+            NodeEnum::CreateStmt(create) => self.create_table(create),
+            NodeEnum::CreateForeignTableStmt(create) => {
+                if let Some(base) = &create.base_stmt {
+                    self.create_table(base);
+                } else {
+                    self.facts.op(Op::Create);
                 }
             }
-            Statement::CreatePolicy(create) => {
+            NodeEnum::CreateTableAsStmt(create) => {
                 self.facts.op(Op::Create);
-                self.write(&create.table_name);
-            }
-            Statement::CreateRule(create) => {
-                self.facts.op(Op::Create);
-                self.write(&create.table_name);
-            }
-            Statement::CreateTrigger(create) => {
-                self.reject(create.or_alter, "CREATE OR ALTER TRIGGER");
-                self.facts.op(Op::Create);
-                self.write(&create.table_name);
-                if let Some(referenced) = &create.referenced_table_name {
-                    self.read(referenced);
+                if let Some(rel) = create.into.as_ref().and_then(|i| i.rel.as_ref()) {
+                    self.write(rel);
+                }
+                if let Some(query) = create.query.as_deref() {
+                    let shape = self.query_node(query, None, QueryKind::Subquery);
+                    self.facts.copied(shape.all_columns());
                 }
             }
-            Statement::CreateFunction(create) => {
-                self.reject(create.or_alter, "CREATE OR ALTER FUNCTION");
+            NodeEnum::ViewStmt(view) => {
                 self.facts.op(Op::Create);
+                if let Some(name) = &view.view {
+                    self.write(name);
+                }
+                if let Some(query) = view.query.as_deref() {
+                    self.query_node(query, None, QueryKind::Subquery);
+                }
             }
-            Statement::CreateProcedure { or_alter, .. } => {
-                self.reject(*or_alter, "CREATE OR ALTER PROCEDURE");
+            NodeEnum::IndexStmt(index) => self.create_index(index),
+            NodeEnum::CreateSeqStmt(create) => {
                 self.facts.op(Op::Create);
+                if let Some(sequence) = &create.sequence {
+                    self.write(sequence);
+                }
             }
-            Statement::CreateSchema {
-                clone,
-                with,
-                options,
-                default_collate_spec,
-                ..
-            } => {
-                self.reject(
-                    clone.is_some()
-                        || with.is_some()
-                        || options.is_some()
-                        || default_collate_spec.is_some(),
-                    "CREATE SCHEMA CLONE/WITH/OPTIONS",
-                );
-                self.facts.op(Op::Create);
-            }
-            Statement::CreateDatabase { .. }
-            | Statement::CreateRole(_)
-            | Statement::CreateUser(_)
-            | Statement::CreateExtension(_)
-            | Statement::CreateCollation(_)
-            | Statement::CreateServer(_)
-            | Statement::CreateForeignDataWrapper(_)
-            | Statement::CreateUserMapping(_)
-            | Statement::CreateOperator(_)
-            | Statement::CreateOperatorFamily(_)
-            | Statement::CreateOperatorClass(_)
-            | Statement::CreateTextSearch(_)
-            | Statement::CreateAggregate(_)
-            | Statement::CreateDomain(_)
-            | Statement::CreateType { .. } => self.facts.op(Op::Create),
-
-            Statement::AlterTable(alter) => self.alter_table(alter),
-            Statement::AlterView(alter) => self.alter_view(alter),
-            Statement::AlterIndex { name, operation } => self.alter_index(name, operation),
-            Statement::AlterPolicy(alter) => {
+            NodeEnum::AlterSeqStmt(alter) => {
                 self.facts.op(Op::Alter);
-                self.write(&alter.table_name);
+                if let Some(sequence) = &alter.sequence {
+                    self.write(sequence);
+                }
             }
-            Statement::AlterTrigger(alter) => {
-                self.facts.op(Op::Alter);
-                self.write(&alter.table_name);
-            }
-            Statement::AlterSchema(_)
-            | Statement::AlterFunction(_)
-            | Statement::AlterType(_)
-            | Statement::AlterCollation(_)
-            | Statement::AlterOperator(_)
-            | Statement::AlterOperatorFamily(_)
-            | Statement::AlterOperatorClass(_)
-            | Statement::AlterTextSearch(_)
-            | Statement::AlterRole { .. }
-            | Statement::AlterUser(_) => self.facts.op(Op::Alter),
-
-            Statement::Drop {
-                object_type,
-                if_exists: _,
-                names,
-                cascade: _,
-                restrict: _,
-                purge,
-                temporary,
-                table,
-            } => {
-                self.reject(*purge || *temporary, "DROP PURGE/TEMPORARY");
-                self.drop(object_type, names, table.as_ref());
-            }
-            Statement::DropPolicy(drop) => {
-                self.facts.op(Op::Drop);
-                self.write(&drop.table_name);
-            }
-            Statement::DropRule(drop) => {
-                self.facts.op(Op::Drop);
-                self.write(&drop.table_name);
-            }
-            Statement::DropTrigger(drop) => {
-                self.facts.op(Op::Drop);
-                if let Some(table) = &drop.table_name {
+            NodeEnum::CreatePolicyStmt(create) => {
+                self.facts.op(Op::Create);
+                if let Some(table) = &create.table {
                     self.write(table);
                 }
             }
-            Statement::DropFunction(_)
-            | Statement::DropProcedure { .. }
-            | Statement::DropDomain(_)
-            | Statement::DropExtension(_)
-            | Statement::DropOperator(_)
-            | Statement::DropOperatorFamily(_)
-            | Statement::DropOperatorClass(_) => self.facts.op(Op::Drop),
+            NodeEnum::AlterPolicyStmt(alter) => {
+                self.facts.op(Op::Alter);
+                if let Some(table) = &alter.table {
+                    self.write(table);
+                }
+            }
+            NodeEnum::RuleStmt(rule) => {
+                self.facts.op(Op::Create);
+                if let Some(relation) = &rule.relation {
+                    self.write(relation);
+                }
+                // The rule's actions run later, as the statements they are.
+                for action in &rule.actions {
+                    self.statement(action, None);
+                }
+            }
+            NodeEnum::CreateTrigStmt(create) => {
+                self.facts.op(Op::Create);
+                if let Some(relation) = &create.relation {
+                    self.write(relation);
+                }
+                if let Some(referenced) = &create.constrrel {
+                    self.read(referenced);
+                }
+            }
+            NodeEnum::CreateFunctionStmt(create) => self.create_function(create),
+            NodeEnum::CreateSchemaStmt(create) => {
+                self.facts.op(Op::Create);
+                // `CREATE SCHEMA s CREATE TABLE t …`: the elements are statements of their own.
+                for element in &create.schema_elts {
+                    self.statement(element, None);
+                }
+            }
+            NodeEnum::CreateStatsStmt(create) => {
+                self.facts.op(Op::Create);
+                for relation in &create.relations {
+                    if let Some(NodeEnum::RangeVar(range)) = relation.node.as_ref() {
+                        self.read(range);
+                    }
+                }
+            }
+            NodeEnum::CreatePublicationStmt(_)
+            | NodeEnum::CreateSubscriptionStmt(_)
+            | NodeEnum::CreatedbStmt(_)
+            | NodeEnum::CreateRoleStmt(_)
+            | NodeEnum::CreateExtensionStmt(_)
+            | NodeEnum::CreateFdwStmt(_)
+            | NodeEnum::CreateForeignServerStmt(_)
+            | NodeEnum::CreateUserMappingStmt(_)
+            | NodeEnum::CreateTableSpaceStmt(_)
+            | NodeEnum::CreateAmStmt(_)
+            | NodeEnum::CreateEventTrigStmt(_)
+            | NodeEnum::CreatePlangStmt(_)
+            | NodeEnum::DefineStmt(_)
+            | NodeEnum::CreateDomainStmt(_)
+            | NodeEnum::CreateOpClassStmt(_)
+            | NodeEnum::CreateOpFamilyStmt(_)
+            | NodeEnum::CompositeTypeStmt(_)
+            | NodeEnum::CreateEnumStmt(_)
+            | NodeEnum::CreateRangeStmt(_)
+            | NodeEnum::CreateCastStmt(_)
+            | NodeEnum::CreateConversionStmt(_)
+            | NodeEnum::CreateTransformStmt(_)
+            | NodeEnum::ImportForeignSchemaStmt(_) => self.facts.op(Op::Create),
 
-            // Other dialects' statements.
-            Statement::Msck(_)
-            | Statement::Install { .. }
-            | Statement::Directory { .. }
-            | Statement::Case(_)
-            | Statement::If(_)
-            | Statement::While(_)
-            | Statement::Raise(_)
-            | Statement::CopyIntoSnowflake { .. }
-            | Statement::Open(_)
-            | Statement::CreateVirtualTable { .. }
-            | Statement::CreateSecret { .. }
-            | Statement::CreateConnector(_)
-            | Statement::AlterConnector { .. }
-            | Statement::AlterSession { .. }
-            | Statement::AttachDatabase { .. }
-            | Statement::AttachDuckDBDatabase { .. }
-            | Statement::DetachDuckDBDatabase { .. }
-            | Statement::DropSecret { .. }
-            | Statement::DropConnector { .. }
-            | Statement::Flush { .. }
-            | Statement::ShowFunctions { .. }
-            | Statement::ShowStatus { .. }
-            | Statement::ShowVariables { .. }
-            | Statement::ShowCreate { .. }
-            | Statement::ShowColumns { .. }
-            | Statement::ShowCatalogs { .. }
-            | Statement::ShowDatabases { .. }
-            | Statement::ShowProcessList { .. }
-            | Statement::ShowSchemas { .. }
-            | Statement::ShowCharset(_)
-            | Statement::ShowObjects(_)
-            | Statement::ShowTables { .. }
-            | Statement::ShowViews { .. }
-            | Statement::ShowCollation { .. }
-            | Statement::Use(_)
-            | Statement::CreateMacro { .. }
-            | Statement::CreateStage { .. }
-            | Statement::CreateFileFormat { .. }
-            | Statement::CreateWarehouse(_)
-            | Statement::Assert { .. }
-            | Statement::Deny(_)
-            | Statement::Kill { .. }
-            | Statement::ExplainTable { .. }
-            | Statement::Cache { .. }
-            | Statement::UNCache { .. }
-            | Statement::Pragma { .. }
-            | Statement::LockTables { .. }
-            | Statement::UnlockTables
-            | Statement::Unload { .. }
-            | Statement::OptimizeTable { .. }
-            | Statement::LoadData { .. }
-            | Statement::RenameTable(_)
-            | Statement::List(_)
-            | Statement::Put { .. }
-            | Statement::Remove(_)
-            | Statement::RaisError { .. }
-            | Statement::Throw(_)
-            | Statement::Print(_)
-            | Statement::WaitFor(_)
-            | Statement::Return(_)
-            | Statement::ExportData(_) => {
+            NodeEnum::AlterTableStmt(alter) => self.alter_table(alter),
+            NodeEnum::RenameStmt(rename) => self.rename(rename),
+            NodeEnum::AlterObjectSchemaStmt(alter) => {
+                self.facts.op(Op::Alter);
+                if let Some(range) = &alter.relation {
+                    let relation = self.write(range);
+                    self.facts.write(super::RelationName {
+                        schema: Some(alter.newschema.clone()),
+                        name: relation.name,
+                    });
+                }
+            }
+            NodeEnum::AlterOwnerStmt(alter) => {
+                self.facts.op(Op::Alter);
+                if let Some(range) = &alter.relation {
+                    self.write(range);
+                }
+            }
+            NodeEnum::AlterObjectDependsStmt(alter) => {
+                self.facts.op(Op::Alter);
+                if let Some(range) = &alter.relation {
+                    self.write(range);
+                }
+            }
+            NodeEnum::AlterTableMoveAllStmt(_)
+            | NodeEnum::AlterCollationStmt(_)
+            | NodeEnum::AlterDomainStmt(_)
+            | NodeEnum::AlterTableSpaceOptionsStmt(_)
+            | NodeEnum::AlterExtensionStmt(_)
+            | NodeEnum::AlterExtensionContentsStmt(_)
+            | NodeEnum::AlterFdwStmt(_)
+            | NodeEnum::AlterForeignServerStmt(_)
+            | NodeEnum::AlterUserMappingStmt(_)
+            | NodeEnum::AlterEventTrigStmt(_)
+            | NodeEnum::AlterRoleStmt(_)
+            | NodeEnum::AlterRoleSetStmt(_)
+            | NodeEnum::AlterOpFamilyStmt(_)
+            | NodeEnum::AlterStatsStmt(_)
+            | NodeEnum::AlterFunctionStmt(_)
+            | NodeEnum::AlterOperatorStmt(_)
+            | NodeEnum::AlterTypeStmt(_)
+            | NodeEnum::AlterEnumStmt(_)
+            | NodeEnum::AlterDatabaseStmt(_)
+            | NodeEnum::AlterDatabaseRefreshCollStmt(_)
+            | NodeEnum::AlterDatabaseSetStmt(_)
+            | NodeEnum::AlterSystemStmt(_)
+            | NodeEnum::AlterTsdictionaryStmt(_)
+            | NodeEnum::AlterTsconfigurationStmt(_)
+            | NodeEnum::AlterPublicationStmt(_)
+            | NodeEnum::AlterSubscriptionStmt(_)
+            | NodeEnum::ReassignOwnedStmt(_) => self.facts.op(Op::Alter),
+
+            NodeEnum::DropStmt(drop) => self.drop(drop),
+            NodeEnum::DropdbStmt(_)
+            | NodeEnum::DropRoleStmt(_)
+            | NodeEnum::DropTableSpaceStmt(_)
+            | NodeEnum::DropUserMappingStmt(_)
+            | NodeEnum::DropSubscriptionStmt(_)
+            | NodeEnum::DropOwnedStmt(_) => self.facts.op(Op::Drop),
+
+            // `RETURN expr` of a SQL-standard function body.
+            NodeEnum::ReturnStmt(ret) => {
+                self.opt_expr(ret.returnval.as_deref(), &Scope::child(parent));
+            }
+
+            // Not statements: pieces of the tree the walk meets elsewhere, and the nodes
+            // of analysed (not raw) trees, which the parser never hands over at the top.
+            NodeEnum::Alias(_)
+            | NodeEnum::RangeVar(_)
+            | NodeEnum::TableFunc(_)
+            | NodeEnum::IntoClause(_)
+            | NodeEnum::Var(_)
+            | NodeEnum::Param(_)
+            | NodeEnum::Aggref(_)
+            | NodeEnum::GroupingFunc(_)
+            | NodeEnum::WindowFunc(_)
+            | NodeEnum::WindowFuncRunCondition(_)
+            | NodeEnum::MergeSupportFunc(_)
+            | NodeEnum::SubscriptingRef(_)
+            | NodeEnum::FuncExpr(_)
+            | NodeEnum::NamedArgExpr(_)
+            | NodeEnum::OpExpr(_)
+            | NodeEnum::DistinctExpr(_)
+            | NodeEnum::NullIfExpr(_)
+            | NodeEnum::ScalarArrayOpExpr(_)
+            | NodeEnum::BoolExpr(_)
+            | NodeEnum::SubLink(_)
+            | NodeEnum::SubPlan(_)
+            | NodeEnum::AlternativeSubPlan(_)
+            | NodeEnum::FieldSelect(_)
+            | NodeEnum::FieldStore(_)
+            | NodeEnum::RelabelType(_)
+            | NodeEnum::CoerceViaIo(_)
+            | NodeEnum::ArrayCoerceExpr(_)
+            | NodeEnum::ConvertRowtypeExpr(_)
+            | NodeEnum::CollateExpr(_)
+            | NodeEnum::CaseExpr(_)
+            | NodeEnum::CaseWhen(_)
+            | NodeEnum::CaseTestExpr(_)
+            | NodeEnum::ArrayExpr(_)
+            | NodeEnum::RowExpr(_)
+            | NodeEnum::RowCompareExpr(_)
+            | NodeEnum::CoalesceExpr(_)
+            | NodeEnum::MinMaxExpr(_)
+            | NodeEnum::SqlvalueFunction(_)
+            | NodeEnum::XmlExpr(_)
+            | NodeEnum::JsonFormat(_)
+            | NodeEnum::JsonReturning(_)
+            | NodeEnum::JsonValueExpr(_)
+            | NodeEnum::JsonConstructorExpr(_)
+            | NodeEnum::JsonIsPredicate(_)
+            | NodeEnum::JsonBehavior(_)
+            | NodeEnum::JsonExpr(_)
+            | NodeEnum::JsonTablePath(_)
+            | NodeEnum::JsonTablePathScan(_)
+            | NodeEnum::JsonTableSiblingJoin(_)
+            | NodeEnum::NullTest(_)
+            | NodeEnum::BooleanTest(_)
+            | NodeEnum::MergeAction(_)
+            | NodeEnum::CoerceToDomain(_)
+            | NodeEnum::CoerceToDomainValue(_)
+            | NodeEnum::SetToDefault(_)
+            | NodeEnum::CurrentOfExpr(_)
+            | NodeEnum::NextValueExpr(_)
+            | NodeEnum::InferenceElem(_)
+            | NodeEnum::ReturningExpr(_)
+            | NodeEnum::TargetEntry(_)
+            | NodeEnum::RangeTblRef(_)
+            | NodeEnum::JoinExpr(_)
+            | NodeEnum::FromExpr(_)
+            | NodeEnum::OnConflictExpr(_)
+            | NodeEnum::Query(_)
+            | NodeEnum::TypeName(_)
+            | NodeEnum::ColumnRef(_)
+            | NodeEnum::ParamRef(_)
+            | NodeEnum::AExpr(_)
+            | NodeEnum::TypeCast(_)
+            | NodeEnum::CollateClause(_)
+            | NodeEnum::RoleSpec(_)
+            | NodeEnum::FuncCall(_)
+            | NodeEnum::AStar(_)
+            | NodeEnum::AIndices(_)
+            | NodeEnum::AIndirection(_)
+            | NodeEnum::AArrayExpr(_)
+            | NodeEnum::ResTarget(_)
+            | NodeEnum::MultiAssignRef(_)
+            | NodeEnum::SortBy(_)
+            | NodeEnum::WindowDef(_)
+            | NodeEnum::RangeSubselect(_)
+            | NodeEnum::RangeFunction(_)
+            | NodeEnum::RangeTableFunc(_)
+            | NodeEnum::RangeTableFuncCol(_)
+            | NodeEnum::RangeTableSample(_)
+            | NodeEnum::ColumnDef(_)
+            | NodeEnum::TableLikeClause(_)
+            | NodeEnum::IndexElem(_)
+            | NodeEnum::DefElem(_)
+            | NodeEnum::LockingClause(_)
+            | NodeEnum::XmlSerialize(_)
+            | NodeEnum::PartitionElem(_)
+            | NodeEnum::PartitionSpec(_)
+            | NodeEnum::PartitionBoundSpec(_)
+            | NodeEnum::PartitionRangeDatum(_)
+            | NodeEnum::PartitionCmd(_)
+            | NodeEnum::RangeTblEntry(_)
+            | NodeEnum::RtepermissionInfo(_)
+            | NodeEnum::RangeTblFunction(_)
+            | NodeEnum::TableSampleClause(_)
+            | NodeEnum::WithCheckOption(_)
+            | NodeEnum::SortGroupClause(_)
+            | NodeEnum::GroupingSet(_)
+            | NodeEnum::WindowClause(_)
+            | NodeEnum::RowMarkClause(_)
+            | NodeEnum::WithClause(_)
+            | NodeEnum::InferClause(_)
+            | NodeEnum::OnConflictClause(_)
+            | NodeEnum::CtesearchClause(_)
+            | NodeEnum::CtecycleClause(_)
+            | NodeEnum::CommonTableExpr(_)
+            | NodeEnum::MergeWhenClause(_)
+            | NodeEnum::ReturningOption(_)
+            | NodeEnum::ReturningClause(_)
+            | NodeEnum::TriggerTransition(_)
+            | NodeEnum::JsonOutput(_)
+            | NodeEnum::JsonArgument(_)
+            | NodeEnum::JsonFuncExpr(_)
+            | NodeEnum::JsonTablePathSpec(_)
+            | NodeEnum::JsonTable(_)
+            | NodeEnum::JsonTableColumn(_)
+            | NodeEnum::JsonKeyValue(_)
+            | NodeEnum::JsonParseExpr(_)
+            | NodeEnum::JsonScalarExpr(_)
+            | NodeEnum::JsonSerializeExpr(_)
+            | NodeEnum::JsonObjectConstructor(_)
+            | NodeEnum::JsonArrayConstructor(_)
+            | NodeEnum::JsonArrayQueryConstructor(_)
+            | NodeEnum::JsonAggConstructor(_)
+            | NodeEnum::JsonObjectAgg(_)
+            | NodeEnum::JsonArrayAgg(_)
+            | NodeEnum::RawStmt(_)
+            | NodeEnum::SetOperationStmt(_)
+            | NodeEnum::PlassignStmt(_)
+            | NodeEnum::AlterTableCmd(_)
+            | NodeEnum::AtalterConstraint(_)
+            | NodeEnum::ReplicaIdentityStmt(_)
+            | NodeEnum::ObjectWithArgs(_)
+            | NodeEnum::AccessPriv(_)
+            | NodeEnum::Constraint(_)
+            | NodeEnum::CreateOpClassItem(_)
+            | NodeEnum::StatsElem(_)
+            | NodeEnum::FunctionParameter(_)
+            | NodeEnum::InlineCodeBlock(_)
+            | NodeEnum::CallContext(_)
+            | NodeEnum::VacuumRelation(_)
+            | NodeEnum::PublicationTable(_)
+            | NodeEnum::PublicationObjSpec(_)
+            | NodeEnum::Integer(_)
+            | NodeEnum::Float(_)
+            | NodeEnum::Boolean(_)
+            | NodeEnum::String(_)
+            | NodeEnum::BitString(_)
+            | NodeEnum::List(_)
+            | NodeEnum::IntList(_)
+            | NodeEnum::OidList(_)
+            | NodeEnum::AConst(_) => {
                 self.facts
-                    .fail(format!("{} is not a PostgreSQL statement", lead(statement)));
+                    .fail(format!("{} is not a statement", kind_name(kind)));
             }
         }
         Shape::default()
     }
-}
 
-/// The first words of a statement, to name it in an error.
-fn lead(statement: &Statement) -> String {
-    let text = statement.to_string();
-    let words: Vec<&str> = text.split_whitespace().take(2).collect();
-    words.join(" ")
+    fn read_ranges(&mut self, ranges: &[Node]) {
+        for range in ranges {
+            if let Some(NodeEnum::RangeVar(range)) = range.node.as_ref() {
+                self.read(range);
+            }
+        }
+    }
+
+    pub(super) fn write_ranges(&mut self, ranges: &[Node]) {
+        for range in ranges {
+            if let Some(NodeEnum::RangeVar(range)) = range.node.as_ref() {
+                self.write(range);
+            }
+        }
+    }
+
+    /// `COMMENT ON` / `SECURITY LABEL ON` an object: a relation's (or its column's, its
+    /// constraint's, trigger's, rule's or policy's) is a change to that relation.
+    fn comment_on(&mut self, objtype: i32, object: Option<&Node>) {
+        let Some(Some(NodeEnum::List(list))) = object.map(|o| o.node.as_ref()) else {
+            return;
+        };
+        let Ok(objtype) = ObjectType::try_from(objtype) else {
+            return;
+        };
+        match objtype {
+            ObjectType::ObjectTable
+            | ObjectType::ObjectView
+            | ObjectType::ObjectMatview
+            | ObjectType::ObjectForeignTable
+            | ObjectType::ObjectSequence
+            | ObjectType::ObjectIndex => {
+                self.write_list(&list.items);
+            }
+            ObjectType::ObjectColumn => {
+                if let Some((column, table)) = list.items.split_last()
+                    && let Some(relation) = self.write_list(table)
+                    && let Some(column) = names::string(column)
+                {
+                    self.facts.column(ColumnName {
+                        relation: Some(relation),
+                        column: column.to_string(),
+                    });
+                }
+            }
+            ObjectType::ObjectTabconstraint
+            | ObjectType::ObjectTrigger
+            | ObjectType::ObjectRule
+            | ObjectType::ObjectPolicy => {
+                if let Some((_, table)) = list.items.split_last() {
+                    self.write_list(table);
+                }
+            }
+            _ => {}
+        }
+    }
 }

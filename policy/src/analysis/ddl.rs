@@ -1,274 +1,290 @@
 //! Relations DDL creates, alters or drops (written), and those it reads: the query of
-//! `CREATE TABLE/VIEW … AS`, tables a new table copies or references.
+//! `CREATE TABLE/VIEW … AS`, tables a new table copies or references; and the code of
+//! `DO` blocks and function bodies, whose statements count as the statement's own.
 
-use sqlparser::ast::{
-    AlterIndexOperation, AlterTable, AlterTableOperation, AlterView, AlterViewOperation,
-    ColumnOption, CommentObject, CreateIndex, CreateTable, CreateTableLikeKind, CreateView,
-    GrantObjects, ObjectName, ObjectType, RenameTableNameKind, TableConstraint,
+use pg_query::NodeEnum;
+use pg_query::protobuf::{
+    AlterTableStmt, AlterTableType, ConstrType, CreateFunctionStmt, CreateStmt, DoStmt, DropStmt,
+    GrantStmt, GrantTargetType, IndexStmt, Node, ObjectType, RenameStmt,
 };
 
-use super::names;
-use super::query::QueryKind;
+use super::plpgsql::{self, Code};
 use super::walker::Walker;
+use super::{SearchPathChange, names};
 use crate::model::Operation;
 
 impl Walker<'_> {
-    pub fn create_table(&mut self, create: &CreateTable) {
-        let CreateTable {
-            or_replace,
-            external,
-            name,
-            columns,
-            constraints,
-            query,
-            like,
-            clone,
-            inherits,
-            partition_of,
-            ..
-        } = create;
-        self.reject(
-            *or_replace || *external || clone.is_some(),
-            "CREATE OR REPLACE/EXTERNAL/CLONE TABLE",
-        );
+    pub fn create_table(&mut self, create: &CreateStmt) {
         self.facts.op(Operation::Create);
-        self.write(name);
-        if let Some(parent) = partition_of {
-            // Attaching a partition changes the parent.
-            self.write(parent);
-        }
-        if let Some(like) = like {
-            match like {
-                CreateTableLikeKind::Parenthesized(like) | CreateTableLikeKind::Plain(like) => {
-                    self.read(&like.name);
-                }
+        let Some(range) = &create.relation else {
+            return;
+        };
+        self.write(range);
+        for parent in &create.inh_relations {
+            let Some(NodeEnum::RangeVar(parent)) = parent.node.as_ref() else {
+                continue;
+            };
+            if create.partbound.is_some() {
+                // Attaching a partition changes the parent.
+                self.write(parent);
+            } else {
+                self.read(parent);
             }
         }
-        for parent in inherits.iter().flatten() {
-            self.read(parent);
-        }
-        for column in columns {
-            for option in &column.options {
-                if let ColumnOption::ForeignKey(fk) = &option.option {
-                    self.read(&fk.foreign_table);
+        for element in &create.table_elts {
+            match element.node.as_ref() {
+                Some(NodeEnum::ColumnDef(column)) => self.constraints(&column.constraints),
+                Some(NodeEnum::TableLikeClause(like)) => {
+                    if let Some(relation) = &like.relation {
+                        self.read(relation);
+                    }
                 }
+                Some(NodeEnum::Constraint(_)) => self.constraints(std::slice::from_ref(element)),
+                _ => {}
             }
         }
-        self.constraints(constraints);
-        if let Some(query) = query {
-            let shape = self.query(query, None, QueryKind::Subquery);
-            self.facts.copied(shape.all_columns());
-        }
+        self.constraints(&create.constraints);
     }
 
-    fn constraints(&mut self, constraints: &[TableConstraint]) {
+    /// Tables a constraint references (foreign keys) are read.
+    fn constraints(&mut self, constraints: &[Node]) {
         for constraint in constraints {
-            if let TableConstraint::ForeignKey(fk) = constraint {
-                self.read(&fk.foreign_table);
+            if let Some(NodeEnum::Constraint(c)) = constraint.node.as_ref()
+                && c.contype == ConstrType::ConstrForeign as i32
+                && let Some(table) = &c.pktable
+            {
+                self.read(table);
             }
         }
     }
 
-    pub fn create_view(&mut self, create: &CreateView) {
-        let CreateView {
-            or_alter,
-            name,
-            query,
-            to,
-            ..
-        } = create;
-        self.reject(*or_alter || to.is_some(), "CREATE OR ALTER/TO VIEW");
+    pub fn create_index(&mut self, index: &IndexStmt) {
         self.facts.op(Operation::Create);
-        self.write(name);
-        self.query(query, None, QueryKind::Subquery);
-    }
-
-    pub fn create_index(&mut self, create: &CreateIndex) {
-        self.facts.op(Operation::Create);
-        let Some(table) = self.write(&create.table_name) else {
+        let Some(range) = &index.relation else {
             return;
         };
-        if let Some(index) = &create.name {
+        let table = self.write(range);
+        if !index.idxname.is_empty() {
             // The index lands in its table's schema.
-            match names::sibling(&table, index) {
-                Ok(index) => self.facts.write(index),
-                Err(message) => self.facts.fail(message),
-            }
+            self.facts.write(names::sibling(&table, &index.idxname));
         }
     }
 
-    pub fn alter_table(&mut self, alter: &AlterTable) {
-        let AlterTable {
-            name,
-            operations,
-            table_type,
-            on_cluster,
-            location,
-            ..
-        } = alter;
-        self.reject(
-            table_type.is_some() || on_cluster.is_some() || location.is_some(),
-            "this ALTER TABLE",
-        );
+    pub fn alter_table(&mut self, alter: &AlterTableStmt) {
         self.facts.op(Operation::Alter);
-        let Some(table) = self.write(name) else {
+        let Some(range) = &alter.relation else {
             return;
         };
-        for operation in operations {
-            match operation {
-                AlterTableOperation::RenameTable { table_name } => {
-                    let (RenameTableNameKind::As(new) | RenameTableNameKind::To(new)) = table_name;
-                    self.write_sibling(&table, new);
+        self.write(range);
+        for command in &alter.cmds {
+            let Some(NodeEnum::AlterTableCmd(command)) = command.node.as_ref() else {
+                continue;
+            };
+            let Some(def) = command.def.as_deref() else {
+                continue;
+            };
+            match AlterTableType::try_from(command.subtype) {
+                Ok(AlterTableType::AtAttachPartition | AlterTableType::AtDetachPartition) => {
+                    if let Some(NodeEnum::PartitionCmd(partition)) = def.node.as_ref()
+                        && let Some(name) = &partition.name
+                    {
+                        self.write(name);
+                    }
                 }
-                AlterTableOperation::AttachPartitionOf { partition, .. }
-                | AlterTableOperation::DetachPartitionOf { partition, .. } => {
-                    self.write(partition);
+                Ok(AlterTableType::AtAddConstraint) => {
+                    self.constraints(std::slice::from_ref(def));
                 }
-                AlterTableOperation::AddConstraint { constraint, .. } => {
-                    self.constraints(std::slice::from_ref(constraint));
+                Ok(AlterTableType::AtAddColumn) => {
+                    if let Some(NodeEnum::ColumnDef(column)) = def.node.as_ref() {
+                        self.constraints(&column.constraints);
+                    }
                 }
                 _ => {}
             }
         }
     }
 
-    pub fn alter_view(&mut self, alter: &AlterView) {
-        let AlterView {
-            materialized: _,
-            name,
-            if_exists: _,
-            operation,
-        } = alter;
+    /// `ALTER … RENAME`: the relation is changed, and a renamed relation is written under
+    /// its new name too.
+    pub fn rename(&mut self, rename: &RenameStmt) {
         self.facts.op(Operation::Alter);
-        let Some(view) = self.write(name) else {
+        let Some(range) = &rename.relation else {
             return;
         };
-        match operation {
-            AlterViewOperation::As { query, .. } => {
-                self.query(query, None, QueryKind::Subquery);
-            }
-            AlterViewOperation::RenameTo { new_name } => self.write_sibling(&view, new_name),
-            AlterViewOperation::SetSchema { schema_name } => {
-                if let Some(schema) = names::parts(schema_name).and_then(|p| p.last().cloned()) {
-                    self.facts.write(super::RelationName {
-                        schema: Some(schema),
-                        name: view.name.clone(),
-                    });
-                }
-            }
-            _ => {}
+        let relation = self.write(range);
+        let renames_relation = matches!(
+            ObjectType::try_from(rename.rename_type),
+            Ok(ObjectType::ObjectTable
+                | ObjectType::ObjectView
+                | ObjectType::ObjectMatview
+                | ObjectType::ObjectIndex
+                | ObjectType::ObjectSequence
+                | ObjectType::ObjectForeignTable)
+        );
+        if renames_relation {
+            self.facts.write(names::sibling(&relation, &rename.newname));
         }
     }
 
-    pub fn alter_index(&mut self, name: &ObjectName, operation: &AlterIndexOperation) {
-        self.facts.op(Operation::Alter);
-        let Some(index) = self.write(name) else {
-            return;
-        };
-        let AlterIndexOperation::RenameIndex { index_name } = operation;
-        self.write_sibling(&index, index_name);
-    }
-
-    fn write_sibling(&mut self, base: &super::RelationName, name: &ObjectName) {
-        match names::sibling(base, name) {
-            Ok(relation) => self.facts.write(relation),
-            Err(message) => self.facts.fail(message),
-        }
-    }
-
-    pub fn drop(
-        &mut self,
-        object_type: &ObjectType,
-        names: &[ObjectName],
-        table: Option<&ObjectName>,
-    ) {
-        self.reject(table.is_some(), "DROP … ON table");
+    pub fn drop(&mut self, drop: &DropStmt) {
         self.facts.op(Operation::Drop);
-        match object_type {
-            ObjectType::Table
-            | ObjectType::ForeignTable
-            | ObjectType::View
-            | ObjectType::MaterializedView
-            | ObjectType::Index
-            | ObjectType::Sequence => self.write_all(names),
-            ObjectType::Collation
-            | ObjectType::Schema
-            | ObjectType::Database
-            | ObjectType::Role
-            | ObjectType::Group
-            | ObjectType::Type
-            | ObjectType::User => {}
-            ObjectType::Stage | ObjectType::Stream | ObjectType::Warehouse => {
-                self.facts.not_postgres("DROP STAGE/STREAM/WAREHOUSE");
-            }
-        }
-    }
-
-    /// Relations whose privileges GRANT/REVOKE change.
-    pub fn grant_objects(&mut self, objects: Option<&GrantObjects>) {
-        match objects {
-            Some(
-                GrantObjects::Tables(names)
-                | GrantObjects::Views(names)
-                | GrantObjects::Sequences(names),
-            ) => {
-                self.write_all(names);
-            }
-            Some(
-                GrantObjects::Warehouses(_)
-                | GrantObjects::Integrations(_)
-                | GrantObjects::ResourceMonitors(_)
-                | GrantObjects::Users(_)
-                | GrantObjects::ComputePools(_)
-                | GrantObjects::Connections(_)
-                | GrantObjects::FailoverGroup(_)
-                | GrantObjects::ReplicationGroup(_)
-                | GrantObjects::ExternalVolumes(_)
-                | GrantObjects::FutureSchemasInDatabase { .. }
-                | GrantObjects::FutureTablesInSchema { .. }
-                | GrantObjects::FutureViewsInSchema { .. }
-                | GrantObjects::FutureExternalTablesInSchema { .. }
-                | GrantObjects::FutureMaterializedViewsInSchema { .. }
-                | GrantObjects::FutureSequencesInSchema { .. }
-                | GrantObjects::AllViewsInSchema { .. }
-                | GrantObjects::AllMaterializedViewsInSchema { .. }
-                | GrantObjects::AllExternalTablesInSchema { .. },
-            ) => self.facts.not_postgres("this GRANT object"),
-            _ => {}
-        }
-    }
-
-    pub fn comment(&mut self, object_type: &CommentObject, name: &ObjectName) {
-        self.facts.op(Operation::Other);
-        match object_type {
-            CommentObject::Table
-            | CommentObject::View
-            | CommentObject::MaterializedView
-            | CommentObject::ForeignTable
-            | CommentObject::Sequence
-            | CommentObject::Index => {
-                self.write(name);
-            }
-            CommentObject::Column => {
-                // `table.column`, `schema.table.column`.
-                let Some(parts) = names::parts(name) else {
-                    self.facts.not_postgres("a computed name");
-                    return;
-                };
-                if let Some((column, table)) = parts.split_last() {
-                    match names::relation_from_parts(table) {
-                        Ok(relation) => {
-                            self.facts.column(super::ColumnName {
-                                relation: Some(relation.clone()),
-                                column: column.clone(),
-                            });
-                            self.facts.write(relation);
-                        }
-                        Err(message) => self.facts.fail(message),
+        let Ok(kind) = ObjectType::try_from(drop.remove_type) else {
+            return;
+        };
+        for object in &drop.objects {
+            let Some(NodeEnum::List(name)) = object.node.as_ref() else {
+                continue;
+            };
+            match kind {
+                ObjectType::ObjectTable
+                | ObjectType::ObjectForeignTable
+                | ObjectType::ObjectView
+                | ObjectType::ObjectMatview
+                | ObjectType::ObjectIndex
+                | ObjectType::ObjectSequence => {
+                    self.write_list(&name.items);
+                }
+                // `DROP TRIGGER t ON table`: the name comes last.
+                ObjectType::ObjectTrigger | ObjectType::ObjectRule | ObjectType::ObjectPolicy => {
+                    if let Some((_, table)) = name.items.split_last() {
+                        self.write_list(table);
                     }
                 }
+                _ => {}
             }
-            _ => {}
+        }
+    }
+
+    /// GRANT/REVOKE: the relations whose privileges change are written.
+    pub fn grant(&mut self, grant: &GrantStmt) {
+        self.facts.op(if grant.is_grant {
+            Operation::Grant
+        } else {
+            Operation::Revoke
+        });
+        let on_relations = grant.targtype == GrantTargetType::AclTargetObject as i32
+            && matches!(
+                ObjectType::try_from(grant.objtype),
+                Ok(ObjectType::ObjectTable | ObjectType::ObjectSequence)
+            );
+        if on_relations {
+            self.write_ranges(&grant.objects);
+        }
+    }
+
+    /// `DO [LANGUAGE l] 'code'`: runs code the proxy cannot see as it runs; what the code
+    /// says statically counts as the block's own.
+    pub fn do_block(&mut self, block: &DoStmt) {
+        self.facts.op(Operation::Do);
+        self.facts.search_path(SearchPathChange::Unknown);
+        let mut code = None;
+        let mut language = "plpgsql".to_string();
+        for arg in &block.args {
+            let Some(NodeEnum::DefElem(def)) = arg.node.as_ref() else {
+                continue;
+            };
+            let value = def
+                .arg
+                .as_deref()
+                .and_then(names::string)
+                .map(str::to_string);
+            match def.defname.as_str() {
+                "as" => code = value,
+                "language" => language = value.unwrap_or_default(),
+                _ => {}
+            }
+        }
+        if let Some(code) = code {
+            self.embedded(&language, Code::DoBlock(&code));
+        }
+    }
+
+    pub fn create_function(&mut self, create: &CreateFunctionStmt) {
+        self.facts.op(Operation::Create);
+        let mut language = String::new();
+        let mut body = None;
+        for option in &create.options {
+            let Some(NodeEnum::DefElem(def)) = option.node.as_ref() else {
+                continue;
+            };
+            match (def.defname.as_str(), def.arg.as_deref()) {
+                ("language", Some(arg)) => {
+                    language = names::string(arg).unwrap_or_default().to_string();
+                }
+                // `AS 'body'`; C functions give `AS 'file', 'symbol'`.
+                ("as", Some(arg)) => {
+                    if let Some(NodeEnum::List(list)) = arg.node.as_ref()
+                        && let [only] = list.items.as_slice()
+                    {
+                        body = names::string(only).map(str::to_string);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // `BEGIN ATOMIC … END` / `RETURN …`: parsed with the statement itself.
+        if let Some(sql_body) = create.sql_body.as_deref() {
+            self.sql_body(sql_body);
+        }
+        if let Some(body) = body {
+            match language.as_str() {
+                "sql" => self.embedded("sql", Code::Sql(&body)),
+                "plpgsql" => {
+                    let definition = NodeEnum::CreateFunctionStmt(Box::new(create.clone()))
+                        .deparse(pg_query::DeparseOptions::default());
+                    match definition {
+                        Ok(definition) => self.embedded("plpgsql", Code::Function(&definition)),
+                        Err(e) => self
+                            .facts
+                            .fail(format!("cannot read the function's PL/pgSQL body: {e}")),
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn sql_body(&mut self, body: &Node) {
+        match body.node.as_ref() {
+            Some(NodeEnum::List(list)) => {
+                for item in &list.items {
+                    self.sql_body(item);
+                }
+            }
+            Some(_) => {
+                self.statement(body, None);
+            }
+            None => {}
+        }
+    }
+
+    /// Folds the statements of embedded code into this statement's facts. Values the code
+    /// reads go where the proxy never sees them (variables, notices, other tables), so
+    /// its columns count as copied too.
+    fn embedded(&mut self, language: &str, code: Code<'_>) {
+        let statements = match (language, code) {
+            ("sql", Code::Sql(sql)) => match super::analyze(sql) {
+                Ok(statements) => statements,
+                // The server checks a SQL function's body when it is created.
+                Err(failure) => {
+                    self.facts
+                        .fail(format!("cannot read the function body: {failure}"));
+                    return;
+                }
+            },
+            ("plpgsql", code) => match plpgsql::statements(code) {
+                Ok(statements) => statements,
+                Err(message) => {
+                    self.facts.fail(message);
+                    return;
+                }
+            },
+            // Other languages (plpython, plperl, C …) cannot be read: the block stays the
+            // opaque `Do` it is.
+            _ => return,
+        };
+        for info in statements {
+            self.facts.absorb(info);
         }
     }
 }

@@ -1,9 +1,4 @@
-//! What the analysis has learnt about one statement so far, and which parts of its tree
-//! have been read, so that the final sweep can find anything the walk did not reach.
-
-use std::collections::HashSet;
-
-use sqlparser::ast::{Query, Statement, TableFactor};
+//! What the analysis has learnt about one statement so far.
 
 use super::{ColumnName, ParseFailure, RelationName, SearchPathChange, StatementInfo};
 use crate::model::Operation;
@@ -13,18 +8,10 @@ pub(super) struct Facts {
     pub info: StatementInfo,
     /// The first reason the statement is not analysable; the statement then fails as a whole.
     error: Option<ParseFailure>,
-    /// Addresses of the statements and table references the walk has dealt with.
-    statements: HashSet<usize>,
-    queries: HashSet<usize>,
-    factors: HashSet<usize>,
     /// Open captures: every column recorded while one is open is also added to it.
     captures: Vec<Vec<ColumnName>>,
     /// Above zero while walking a predicate (WHERE, JOIN, GROUP BY, HAVING, ORDER BY …).
     predicate: usize,
-}
-
-fn address<T>(node: &T) -> usize {
-    std::ptr::from_ref(node) as usize
 }
 
 impl Facts {
@@ -93,41 +80,43 @@ impl Facts {
         }
     }
 
-    /// Marks the statement unanalysable; the first reason is the one reported.
-    pub fn fail(&mut self, message: impl Into<String>) {
-        if self.error.is_none() {
-            self.error = Some(ParseFailure {
-                message: message.into(),
-            });
+    /// Folds in what a statement embedded in this one does (a `DO` block's or a function
+    /// body's): its operations, relations, columns and calls are this statement's too,
+    /// and every column it reads counts as copied out of reach.
+    /// An embedded `SELECT` that reads no relation (`PERFORM 1`, an expression PL/pgSQL
+    /// evaluates as `SELECT expr`) is not a read of anything.
+    pub fn absorb(&mut self, mut embedded: StatementInfo) {
+        if embedded.read.is_empty() {
+            embedded.operations.remove(&Operation::Select);
+        }
+        self.info.operations.extend(embedded.operations);
+        self.info.read.extend(embedded.read);
+        self.info.written.extend(embedded.written);
+        self.info
+            .copied_columns
+            .extend(embedded.columns.iter().cloned());
+        self.info.copied_columns.extend(embedded.copied_columns);
+        self.info
+            .predicate_columns
+            .extend(embedded.predicate_columns);
+        self.info.columns.extend(embedded.columns);
+        self.info.functions.extend(embedded.functions);
+        if let Some(copy) = embedded.copy_out {
+            self.info.copied_columns.extend(copy.columns);
+        }
+        if embedded.without_where {
+            self.info.without_where = true;
+        }
+        if embedded.search_path.is_some() {
+            self.search_path(SearchPathChange::Unknown);
         }
     }
 
-    /// Reports `what` as syntax PostgreSQL does not have.
-    pub fn not_postgres(&mut self, what: &str) {
-        self.fail(format!("{what} is not PostgreSQL syntax"));
-    }
-
-    /// Records `statement` as analysed; false if it already was.
-    pub fn mark_statement(&mut self, statement: &Statement) -> bool {
-        self.statements.insert(address(statement))
-    }
-
-    pub fn is_marked_statement(&self, statement: &Statement) -> bool {
-        self.statements.contains(&address(statement))
-    }
-
-    /// Records `query` as analysed.
-    pub fn mark_query(&mut self, query: &Query) {
-        self.queries.insert(address(query));
-    }
-
-    pub fn is_marked_query(&self, query: &Query) -> bool {
-        self.queries.contains(&address(query))
-    }
-
-    /// Records `factor` as analysed; false if it already was.
-    pub fn mark_factor(&mut self, factor: &TableFactor) -> bool {
-        self.factors.insert(address(factor))
+    /// Marks the statement unanalysable; the first reason is the one reported.
+    pub fn fail(&mut self, message: impl Into<String>) {
+        if self.error.is_none() {
+            self.error = Some(ParseFailure::unanalysable(message));
+        }
     }
 
     pub fn finish(self) -> Result<StatementInfo, ParseFailure> {

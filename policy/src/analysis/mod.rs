@@ -7,28 +7,25 @@
 
 use std::collections::BTreeSet;
 
-use sqlparser::tokenizer::TokenWithSpan;
-
+use crate::dialect::SqlDialect;
 use crate::model::Operation;
 
 mod classify;
 mod columns;
 mod ddl;
-mod depth;
 mod dml;
 mod facts;
-mod lex;
 mod names;
 mod parse;
+mod plpgsql;
 mod query;
-mod rewrite;
+mod redact;
 mod scope;
 mod search_path;
-mod special;
-mod split;
-mod sweep;
 mod walker;
 mod where_clause;
+
+pub use redact::{fingerprint, normalize};
 
 #[cfg(test)]
 mod provenance_tests;
@@ -140,47 +137,63 @@ pub enum Named {
     Prepared(String),
 }
 
-/// Text the parser could not read as PostgreSQL.
+/// Text the analysis cannot judge.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ParseFailure {
     pub message: String,
+    pub kind: FailureKind,
+}
+
+/// Why a text could not be judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// PostgreSQL's grammar rejects it: a server whose grammar the parser covers rejects
+    /// it too, before running any of it.
+    Syntax,
+    /// It parses, but the analysis cannot say what it does (or the parser gave up for a
+    /// limit of its own, which a server need not share).
+    Unanalysable,
+}
+
+impl ParseFailure {
+    pub fn unanalysable(message: impl Into<String>) -> ParseFailure {
+        ParseFailure {
+            message: message.into(),
+            kind: FailureKind::Unanalysable,
+        }
+    }
+
+    /// Whether the server's own grammar rejects the text.
+    pub fn is_syntax_error(&self) -> bool {
+        self.kind == FailureKind::Syntax
+    }
 }
 
 /// Analyses every statement of `sql` (a simple-protocol message may hold several,
-/// separated by `;`). Empty statements are skipped; an empty text gives an empty list.
+/// separated by `;`) as a session with the default lexer settings reads it. Empty
+/// statements are skipped; an empty text gives an empty list.
 pub fn analyze(sql: &str) -> Result<Vec<StatementInfo>, ParseFailure> {
-    let tokens = lex::tokenize(sql)?;
-    split::split(tokens).into_iter().map(statement).collect()
+    analyze_with(sql, &SqlDialect::default())
 }
 
-/// The stack for statements that nest statements (sqlparser recurses into them on the
-/// stack, tens of kilobytes a level in a debug build, up to its recursion limit).
-const NESTED_STACK_BYTES: usize = 16 * 1024 * 1024;
-
-/// Analyses one statement's tokens: bounds on depth, the forms sqlparser lacks read off the
-/// tokens, then parse, walk (relations, columns, WHERE, by scope) and sweep (function calls
-/// and anything the walk did not reach).
-fn statement(tokens: Vec<TokenWithSpan>) -> Result<StatementInfo, ParseFailure> {
-    depth::check(&tokens)?;
-    if depth::nests_statements(&tokens) {
-        stacker::grow(NESTED_STACK_BYTES, || analyse(tokens))
-    } else {
-        analyse(tokens)
-    }
+/// Analyses `sql` as a session with `dialect`'s lexer settings reads it
+/// (`standard_conforming_strings`, `backslash_quote`).
+pub fn analyze_with(sql: &str, dialect: &SqlDialect) -> Result<Vec<StatementInfo>, ParseFailure> {
+    parse::with_tree(sql, dialect, |tree| {
+        tree.stmts
+            .iter()
+            .filter_map(|raw| raw.stmt.as_deref())
+            .map(statement)
+            .collect()
+    })
 }
 
-fn analyse(tokens: Vec<TokenWithSpan>) -> Result<StatementInfo, ParseFailure> {
-    if let Some(info) = special::recognise(&tokens) {
-        return info;
-    }
-    let parsed = match parse::statement(rewrite::rewrite(tokens.clone())) {
-        Ok(parsed) => parsed,
-        Err(error) => return special::maintenance(&tokens).ok_or(error),
-    };
+/// Analyses one parsed statement: the walk (relations, columns, WHERE, by scope), then
+/// the code of `DO` blocks and function bodies.
+fn statement(node: &pg_query::protobuf::Node) -> Result<StatementInfo, ParseFailure> {
     let mut facts = facts::Facts::default();
-    let shape = walker::Walker { facts: &mut facts }.statement(&parsed, None);
+    let shape = walker::Walker { facts: &mut facts }.statement(node, None);
     facts.info.outputs = shape.outputs();
-    sweep::sweep(&parsed, &mut facts);
     facts.finish()
 }

@@ -1,13 +1,9 @@
 //! Queries: CTEs, set operations, SELECT blocks and their FROM clauses. Relations read
-//! are recorded here; CTE references are not relations. Every struct is destructured
-//! field by field, so a field added by a sqlparser upgrade does not go unread silently;
-//! fields only other dialects fill fail the statement.
+//! are recorded here; CTE references are not relations.
 
-use sqlparser::ast::{
-    Cte as AstCte, Distinct, Expr, GroupByExpr, Join, JoinConstraint, JoinOperator, LimitClause,
-    OrderBy, Query, Select, SelectFlavor, SelectInto, SelectItem, SelectItemQualifiedWildcardKind,
-    SetExpr, SetOperator, SetQuantifier, Table, TableAlias, TableFactor, TableFunctionArgs,
-    TableWithJoins, Values, WildcardAdditionalOptions, With,
+use pg_query::NodeEnum;
+use pg_query::protobuf::{
+    Alias, IntoClause, Node, ResTarget, SelectStmt, SetOperation, WithClause,
 };
 
 use super::ColumnName;
@@ -27,156 +23,123 @@ pub(super) enum QueryKind {
 }
 
 impl Walker<'_> {
+    /// Walks a query node (a SELECT, or a data-modifying statement in a CTE), whose
+    /// enclosing level is `parent`; returns what it outputs.
+    pub fn query_node(
+        &mut self,
+        node: &Node,
+        parent: Option<&Scope<'_>>,
+        kind: QueryKind,
+    ) -> Shape {
+        match node.node.as_ref() {
+            Some(NodeEnum::SelectStmt(select)) => self.query(select, parent, kind),
+            Some(_) => self.statement(node, parent),
+            None => Shape::default(),
+        }
+    }
+
     /// Walks `query`, whose enclosing level is `parent`; returns what it outputs.
     #[recursive::recursive]
-    pub fn query(&mut self, query: &Query, parent: Option<&Scope<'_>>, kind: QueryKind) -> Shape {
-        self.facts.mark_query(query);
-        let Query {
-            with,
-            body,
-            order_by,
-            limit_clause,
-            fetch,
-            locks,
-            for_clause,
-            settings,
-            format_clause,
-            pipe_operators,
-        } = query;
-        self.reject(for_clause.is_some(), "FOR XML/JSON");
-        self.reject(settings.is_some(), "SETTINGS");
-        self.reject(format_clause.is_some(), "FORMAT");
-        self.reject(!pipe_operators.is_empty(), "a pipe operator");
+    pub fn query(
+        &mut self,
+        query: &SelectStmt,
+        parent: Option<&Scope<'_>>,
+        kind: QueryKind,
+    ) -> Shape {
         let mut scope = Scope::child(parent);
-        if let Some(with) = with {
-            self.with(with, &mut scope);
+        if let Some(with) = &query.with_clause {
+            self.ctes(with, &mut scope);
         }
-        let shape = match body.as_ref() {
-            SetExpr::Select(select) => self.select(select, &scope, order_by.as_ref()),
-            other => {
-                let shape = self.set_expr(other, &scope, kind);
-                if let Some(order_by) = order_by {
-                    self.order_by(order_by, &Scope::child(Some(&scope)), &shape);
-                }
+        let shape = if query.op == SetOperation::SetopNone as i32 {
+            if query.values_lists.is_empty() {
+                self.select(query, &scope)
+            } else {
+                let shape = self.values(&query.values_lists, &scope, kind);
+                self.order_by(&query.sort_clause, &Scope::child(Some(&scope)), &shape);
                 shape
             }
+        } else {
+            let shape = self.set_operation(query, &scope);
+            self.order_by(&query.sort_clause, &Scope::child(Some(&scope)), &shape);
+            shape
         };
-        match limit_clause {
-            None => {}
-            Some(LimitClause::LimitOffset {
-                limit,
-                offset,
-                limit_by,
-            }) => {
-                self.reject(!limit_by.is_empty(), "LIMIT BY");
-                self.exprs(limit, &scope);
-                self.exprs(offset, &scope);
-            }
-            Some(LimitClause::OffsetCommaLimit { .. }) => {
-                self.facts.not_postgres("LIMIT offset, count")
-            }
-        }
-        self.exprs(fetch, &scope);
+        self.opt_expr(query.limit_offset.as_deref(), &scope);
+        self.opt_expr(query.limit_count.as_deref(), &scope);
         // `FOR UPDATE OF alias` names FROM items, not relations.
-        let _ = locks;
         shape
     }
 
-    fn with(&mut self, with: &With, scope: &mut Scope<'_>) {
-        let With {
-            with_token: _,
-            recursive,
-            cte_tables,
-        } = with;
-        for cte in cte_tables {
-            let AstCte {
-                alias,
-                query,
-                from,
-                materialized: _,
-                closing_paren_token: _,
-            } = cte;
-            self.reject(from.is_some(), "a CTE with FROM");
-            let name = names::ident(&alias.name);
-            if *recursive {
+    pub fn ctes(&mut self, with: &WithClause, scope: &mut Scope<'_>) {
+        for cte in &with.ctes {
+            let Some(NodeEnum::CommonTableExpr(cte)) = cte.node.as_ref() else {
+                continue;
+            };
+            let name = cte.ctename.clone();
+            if with.recursive {
                 // The body may refer to itself; what it outputs is not known yet.
                 scope.ctes.push(Cte {
                     name: name.clone(),
                     shape: Shape::unknown(),
                 });
             }
-            let mut shape = self.query(query, Some(scope), QueryKind::Subquery);
-            shape.rename(&alias_columns(alias));
-            if *recursive {
+            let mut shape = match cte.ctequery.as_deref() {
+                Some(query) => self.query_node(query, Some(scope), QueryKind::Subquery),
+                None => Shape::default(),
+            };
+            shape.rename(&names::strings(&cte.aliascolnames).unwrap_or_default());
+            if with.recursive {
                 scope.ctes.pop();
             }
             scope.ctes.push(Cte { name, shape });
         }
     }
 
-    fn set_expr(&mut self, body: &SetExpr, scope: &Scope<'_>, kind: QueryKind) -> Shape {
-        match body {
-            SetExpr::Select(select) => self.select(select, scope, None),
-            SetExpr::Query(query) => self.query(query, Some(scope), kind),
-            SetExpr::SetOperation { .. } => {
-                // Chains are left-deep: follow the left spine without recursing.
-                let mut branches = Vec::new();
-                let mut current = body;
-                while let SetExpr::SetOperation {
-                    left,
-                    op,
-                    set_quantifier,
-                    right,
-                } = current
-                {
-                    self.reject(*op == SetOperator::Minus, "MINUS");
-                    self.reject(
-                        !matches!(
-                            set_quantifier,
-                            SetQuantifier::All | SetQuantifier::Distinct | SetQuantifier::None
-                        ),
-                        "BY NAME",
-                    );
-                    branches.push(right.as_ref());
+    /// `a UNION b EXCEPT c …`: chains are left-deep, followed without recursing.
+    fn set_operation(&mut self, query: &SelectStmt, scope: &Scope<'_>) -> Shape {
+        let mut branches: Vec<&SelectStmt> = Vec::new();
+        let mut current = query;
+        loop {
+            let plain_level = current.op != SetOperation::SetopNone as i32
+                && (std::ptr::eq(current, query)
+                    || (current.with_clause.is_none()
+                        && current.sort_clause.is_empty()
+                        && current.limit_count.is_none()
+                        && current.limit_offset.is_none()
+                        && current.locking_clause.is_empty()));
+            if !plain_level {
+                break;
+            }
+            match (current.larg.as_deref(), current.rarg.as_deref()) {
+                (Some(left), Some(right)) => {
+                    branches.push(right);
                     current = left;
                 }
-                branches.push(current);
-                branches.reverse();
-                let shapes = branches
-                    .into_iter()
-                    .map(|branch| self.set_expr(branch, scope, QueryKind::Subquery))
-                    .collect();
-                Shape::union(shapes)
+                _ => break,
             }
-            SetExpr::Values(values) => self.values(values, scope, kind),
-            SetExpr::Insert(statement)
-            | SetExpr::Update(statement)
-            | SetExpr::Delete(statement)
-            | SetExpr::Merge(statement) => self.statement(statement, Some(scope)),
-            SetExpr::Table(table) => self.table(table, scope),
         }
+        branches.push(current);
+        branches.reverse();
+        let shapes = branches
+            .into_iter()
+            .map(|branch| self.query(branch, Some(scope), QueryKind::Subquery))
+            .collect();
+        Shape::union(shapes)
     }
 
-    fn values(&mut self, values: &Values, scope: &Scope<'_>, kind: QueryKind) -> Shape {
-        let Values {
-            explicit_row,
-            value_keyword,
-            rows,
-        } = values;
-        self.reject(*explicit_row, "VALUES ROW(...)");
-        self.reject(*value_keyword, "VALUE");
+    fn values(&mut self, rows: &[Node], scope: &Scope<'_>, kind: QueryKind) -> Shape {
         if kind != QueryKind::InsertSource {
             self.facts.op(Operation::Select);
         }
         let scope = Scope::child(Some(scope));
-        let width = rows.first().map_or(0, |row| row.content.len());
-        let mut columns: Vec<Vec<ColumnName>> = vec![Vec::new(); width];
+        let mut columns: Vec<Vec<ColumnName>> = Vec::new();
         for row in rows {
-            for (i, expr) in row.content.iter().enumerate() {
-                let read = self.capture(|w| w.exprs(expr, &scope));
+            let Some(NodeEnum::List(row)) = row.node.as_ref() else {
+                continue;
+            };
+            for (i, expr) in row.items.iter().enumerate() {
+                let read = self.capture(|w| w.expr(expr, &scope));
                 match columns.get_mut(i) {
                     Some(column) => column.extend(read),
-                    // Rows of unequal width: the server rejects them; keep what they read.
                     None => columns.push(read),
                 }
             }
@@ -188,201 +151,130 @@ impl Walker<'_> {
         shape
     }
 
-    /// `TABLE name` inside a query.
-    fn table(&mut self, table: &Table, scope: &Scope<'_>) -> Shape {
-        let Table {
-            table_name,
-            schema_name,
-        } = table;
+    fn select(&mut self, select: &SelectStmt, outer: &Scope<'_>) -> Shape {
         self.facts.op(Operation::Select);
-        let Some(table_name) = table_name else {
-            self.facts.not_postgres("TABLE without a name");
-            return Shape::default();
-        };
-        let name = names::ident(table_name);
-        if schema_name.is_none()
-            && let Some(cte) = scope.cte(&name)
-        {
-            return cte.shape.clone();
-        }
-        let relation = super::RelationName {
-            schema: schema_name.as_ref().map(names::ident),
-            name,
-        };
-        self.facts.read(relation.clone());
-        self.all_columns(&relation);
-        let source = Source::table(relation, None, false);
-        source.star_shape()
-    }
-
-    fn select(&mut self, select: &Select, outer: &Scope<'_>, order_by: Option<&OrderBy>) -> Shape {
-        let Select {
-            select_token: _,
-            // `/*+ ... */` comments (pg_hint_plan): not SQL.
-            optimizer_hints: _,
-            distinct,
-            select_modifiers,
-            top,
-            top_before_distinct: _,
-            projection,
-            exclude,
-            into,
-            from,
-            lateral_views,
-            prewhere,
-            selection,
-            connect_by,
-            group_by,
-            cluster_by,
-            distribute_by,
-            sort_by,
-            having,
-            named_window,
-            qualify,
-            window_before_qualify: _,
-            value_table_mode,
-            flavor,
-        } = select;
-        self.reject(select_modifiers.is_some(), "a MySQL SELECT modifier");
-        self.reject(top.is_some(), "TOP");
-        self.reject(exclude.is_some(), "EXCLUDE");
-        self.reject(!lateral_views.is_empty(), "LATERAL VIEW");
-        self.reject(prewhere.is_some(), "PREWHERE");
-        self.reject(!connect_by.is_empty(), "CONNECT BY");
-        self.reject(!cluster_by.is_empty(), "CLUSTER BY");
-        self.reject(!distribute_by.is_empty(), "DISTRIBUTE BY");
-        self.reject(!sort_by.is_empty(), "SORT BY");
-        self.reject(qualify.is_some(), "QUALIFY");
-        self.reject(value_table_mode.is_some(), "SELECT AS STRUCT/VALUE");
-        self.reject(*flavor != SelectFlavor::Standard, "FROM-first SELECT");
-        self.facts.op(Operation::Select);
-        if let Some(into) = into {
+        if let Some(into) = &select.into_clause {
             self.select_into(into);
         }
-
-        let (sources, conditions) = self.from(from, outer);
+        let (sources, conditions) = self.from(&select.from_clause, outer);
         let scope = Scope {
             parent: Some(outer),
             ctes: Vec::new(),
             sources,
         };
         self.join_conditions(&conditions, &scope);
-        if let Some(Distinct::On(exprs)) = distinct {
-            self.predicate(|w| w.exprs(exprs, &scope));
-        }
-        let shape = self.projection(projection, &scope);
+        // Plain DISTINCT is a list holding one empty node; DISTINCT ON lists expressions.
+        self.predicate(|w| w.exprs(&select.distinct_clause, &scope));
+        let shape = self.projection(&select.target_list, &scope);
         self.predicate(|w| {
-            w.exprs(selection, &scope);
-            match group_by {
-                GroupByExpr::All(_) => w.facts.not_postgres("GROUP BY ALL"),
-                GroupByExpr::Expressions(exprs, modifiers) => {
-                    w.reject(!modifiers.is_empty(), "WITH ROLLUP/CUBE");
-                    w.exprs(exprs, &scope);
-                }
-            }
-            w.exprs(having, &scope);
-            w.exprs(named_window, &scope);
-            if let Some(order_by) = order_by {
-                w.order_by(order_by, &scope, &shape);
-            }
+            w.opt_expr(select.where_clause.as_deref(), &scope);
+            w.exprs(&select.group_clause, &scope);
+            w.opt_expr(select.having_clause.as_deref(), &scope);
+            w.exprs(&select.window_clause, &scope);
         });
-        if into.is_some() {
+        self.order_by(&select.sort_clause, &scope, &shape);
+        if select.into_clause.is_some() {
             self.facts.copied(shape.all_columns());
         }
         shape
     }
 
     /// ORDER BY may name output columns as well as input ones.
-    fn order_by(&mut self, order_by: &OrderBy, scope: &Scope<'_>, shape: &Shape) {
-        self.predicate(|w| w.exprs_except(order_by, scope, &shape.names()));
+    fn order_by(&mut self, sort: &[Node], scope: &Scope<'_>, shape: &Shape) {
+        let aliases = shape.names();
+        self.predicate(|w| {
+            for item in sort {
+                w.expr_except(item, scope, &aliases);
+            }
+        });
     }
 
     /// `SELECT … INTO [TEMP] new_table`: creates and fills a table.
-    fn select_into(&mut self, into: &SelectInto) {
-        let SelectInto {
-            temporary: _,
-            unlogged: _,
-            table: _,
-            targets,
-        } = into;
+    fn select_into(&mut self, into: &IntoClause) {
         self.facts.op(Operation::Create);
-        for target in targets {
-            let parts = match target {
-                Expr::Identifier(id) => vec![names::ident(id)],
-                Expr::CompoundIdentifier(ids) => ids.iter().map(names::ident).collect(),
-                _ => {
-                    self.facts.not_postgres("SELECT INTO a variable");
-                    continue;
-                }
-            };
-            match names::relation_from_parts(&parts) {
-                Ok(relation) => self.facts.write(relation),
-                Err(message) => self.facts.fail(message),
-            }
+        if let Some(rel) = &into.rel {
+            self.write(rel);
         }
     }
 
-    pub fn projection(&mut self, projection: &[SelectItem], scope: &Scope<'_>) -> Shape {
+    pub fn projection(&mut self, targets: &[Node], scope: &Scope<'_>) -> Shape {
         let mut shape = Shape::default();
-        for item in projection {
-            match item {
-                SelectItem::UnnamedExpr(expr) => {
-                    let (columns, derived) = self.output(expr, scope);
-                    shape.named(output_name(expr), columns, derived);
-                }
-                SelectItem::ExprWithAlias { expr, alias } => {
-                    let (columns, derived) = self.output(expr, scope);
-                    shape.named(Some(names::ident(alias)), columns, derived);
-                }
-                SelectItem::ExprWithAliases { .. } => self.facts.not_postgres("AS (a, b)"),
-                SelectItem::QualifiedWildcard(kind, options) => {
-                    self.wildcard_options(options);
-                    match kind {
-                        SelectItemQualifiedWildcardKind::ObjectName(qualifier) => {
-                            let Some(parts) = names::parts(qualifier) else {
-                                self.facts.not_postgres("a computed qualifier");
-                                continue;
-                            };
-                            match scope.source(&parts) {
-                                Some(source) => {
-                                    for column in source.star() {
-                                        self.facts.column(column);
-                                    }
-                                    shape.extend(source.star_shape());
-                                }
-                                None => {
-                                    // Not a FROM item: the server rejects it.
-                                    if let Ok(relation) = names::relation_from_parts(&parts) {
-                                        self.all_columns(&relation);
-                                    }
-                                    shape.star(Vec::new(), None);
-                                }
-                            }
-                        }
-                        SelectItemQualifiedWildcardKind::Expr(expr) => {
-                            // `(composite).*`, `(f(x)).*`
-                            self.exprs(expr, scope);
-                            shape.star(reference(expr, scope), None);
-                        }
-                    }
-                }
-                SelectItem::Wildcard(options) => {
-                    self.wildcard_options(options);
+        for target in targets {
+            let Some(NodeEnum::ResTarget(target)) = target.node.as_ref() else {
+                continue;
+            };
+            self.output_target(target, scope, &mut shape);
+        }
+        shape
+    }
+
+    fn output_target(&mut self, target: &ResTarget, scope: &Scope<'_>, shape: &mut Shape) {
+        let Some(value) = target.val.as_deref() else {
+            return;
+        };
+        match value.node.as_ref() {
+            Some(NodeEnum::ColumnRef(c))
+                if matches!(
+                    c.fields.last().and_then(|f| f.node.as_ref()),
+                    Some(NodeEnum::AStar(_))
+                ) =>
+            {
+                let qualifier = names::strings(&c.fields[..c.fields.len() - 1]).unwrap_or_default();
+                if qualifier.is_empty() {
                     let (columns, star) = scope.star();
                     for column in columns {
                         self.facts.column(column);
                     }
                     shape.extend(star);
+                    return;
+                }
+                match scope.source(&qualifier) {
+                    Some(source) => {
+                        for column in source.star() {
+                            self.facts.column(column);
+                        }
+                        shape.extend(source.star_shape());
+                    }
+                    None => {
+                        // Not a FROM item: the server rejects it.
+                        if let Ok(relation) = names::relation_from_parts(&qualifier) {
+                            self.all_columns(&relation);
+                        }
+                        shape.star(Vec::new(), None);
+                    }
                 }
             }
+            Some(NodeEnum::AIndirection(i))
+                if matches!(
+                    i.indirection.last().and_then(|f| f.node.as_ref()),
+                    Some(NodeEnum::AStar(_))
+                ) =>
+            {
+                // `(composite).*`, `(f(x)).*`
+                self.expr(value, scope);
+                let read = i
+                    .arg
+                    .as_deref()
+                    .map(|a| reference(a, scope))
+                    .unwrap_or_default();
+                shape.star(read, None);
+            }
+            _ => {
+                let (columns, derived) = self.output(value, scope);
+                let name = if target.name.is_empty() {
+                    output_name(value)
+                } else {
+                    Some(target.name.clone())
+                };
+                shape.named(name, columns, derived);
+            }
         }
-        shape
     }
 
     /// Walks one output expression; returns what its value comes from and whether it is
     /// computed (anything but a plain reference to a stored column).
-    fn output(&mut self, expr: &Expr, scope: &Scope<'_>) -> (Vec<ColumnName>, bool) {
-        let read = self.capture(|w| w.exprs(expr, scope));
+    fn output(&mut self, expr: &Node, scope: &Scope<'_>) -> (Vec<ColumnName>, bool) {
+        let read = self.capture(|w| w.expr(expr, scope));
         match plain_reference(expr) {
             Some(parts) if !scope.is_derived(&parts) => {
                 let columns = reference(expr, scope);
@@ -393,285 +285,198 @@ impl Walker<'_> {
         }
     }
 
-    fn wildcard_options(&mut self, options: &WildcardAdditionalOptions) {
-        let WildcardAdditionalOptions {
-            wildcard_token: _,
-            opt_ilike,
-            opt_exclude,
-            opt_except,
-            opt_replace,
-            opt_rename,
-            // `t.* AS x`: a whole-row column.
-            opt_alias: _,
-        } = options;
-        self.reject(
-            opt_ilike.is_some()
-                || opt_exclude.is_some()
-                || opt_except.is_some()
-                || opt_replace.is_some()
-                || opt_rename.is_some(),
-            "a wildcard modifier",
-        );
-    }
-
     /// The sources of a FROM clause, and the join conditions to read once all of them are
     /// known.
     pub fn from<'q>(
         &mut self,
-        from: &'q [TableWithJoins],
+        from: &'q [Node],
         outer: &Scope<'_>,
-    ) -> (Vec<Source>, Vec<&'q Expr>) {
+    ) -> (Vec<Source>, Vec<&'q Node>) {
         let mut sources = Vec::new();
         let mut conditions = Vec::new();
         for item in from {
-            self.table_with_joins(item, outer, &mut sources, &mut conditions);
+            self.from_item(item, outer, &mut sources, &mut conditions);
         }
         (sources, conditions)
-    }
-
-    fn table_with_joins<'q>(
-        &mut self,
-        item: &'q TableWithJoins,
-        outer: &Scope<'_>,
-        sources: &mut Vec<Source>,
-        conditions: &mut Vec<&'q Expr>,
-    ) {
-        let TableWithJoins { relation, joins } = item;
-        self.table_factor(relation, outer, sources, conditions);
-        for join in joins {
-            let Join {
-                relation,
-                global,
-                join_operator,
-            } = join;
-            self.reject(*global, "GLOBAL JOIN");
-            self.table_factor(relation, outer, sources, conditions);
-            let constraint = match join_operator {
-                JoinOperator::Join(c)
-                | JoinOperator::Inner(c)
-                | JoinOperator::Left(c)
-                | JoinOperator::LeftOuter(c)
-                | JoinOperator::Right(c)
-                | JoinOperator::RightOuter(c)
-                | JoinOperator::FullOuter(c)
-                | JoinOperator::CrossJoin(c) => c,
-                _ => {
-                    self.facts.not_postgres("this kind of join");
-                    continue;
-                }
-            };
-            match constraint {
-                JoinConstraint::On(condition) => conditions.push(condition),
-                JoinConstraint::Using(columns) => {
-                    for column in columns {
-                        match names::parts(column).as_deref() {
-                            Some([name]) => self.facts.column(super::ColumnName {
-                                relation: None,
-                                column: name.clone(),
-                            }),
-                            _ => self.facts.not_postgres("a qualified USING column"),
-                        }
-                    }
-                }
-                JoinConstraint::UsingAlias(..) => self.facts.not_postgres("USING (…) AS alias"),
-                JoinConstraint::Natural | JoinConstraint::None => {}
-            }
-        }
     }
 
     /// One FROM item; sources to its left are visible to it when it is LATERAL (and to
     /// function arguments, which are implicitly lateral).
     #[recursive::recursive]
-    pub fn table_factor<'q>(
+    pub fn from_item<'q>(
         &mut self,
-        factor: &'q TableFactor,
+        item: &'q Node,
         outer: &Scope<'_>,
         sources: &mut Vec<Source>,
-        conditions: &mut Vec<&'q Expr>,
+        conditions: &mut Vec<&'q Node>,
     ) {
-        self.facts.mark_factor(factor);
         let lateral = |sources: &Vec<Source>| Scope {
             parent: Some(outer),
             ctes: Vec::new(),
             sources: sources.clone(),
         };
-        match factor {
-            TableFactor::Table {
-                name,
-                alias,
-                args,
-                with_hints,
-                version,
-                with_ordinality: _,
-                partitions,
-                json_path,
-                sample,
-                index_directives,
-                // `ONLY t` / `t *`: still t.
-                inheritance: _,
-            } => {
-                self.reject(!with_hints.is_empty(), "table hints");
-                self.reject(version.is_some(), "time travel");
-                self.reject(!partitions.is_empty(), "PARTITION");
-                self.reject(json_path.is_some(), "a JSON path table");
-                self.reject(!index_directives.is_empty(), "index hints");
-                if sample.is_some() {
-                    self.exprs(sample, &lateral(sources));
-                }
-                let alias_name = alias.as_ref().map(|a| names::ident(&a.name));
-                if let Some(args) = args {
-                    let TableFunctionArgs { args, settings } = args;
-                    self.reject(settings.is_some(), "SETTINGS");
-                    let read = self.capture(|w| w.exprs(args, &lateral(sources)));
-                    let function = alias_name.unwrap_or_else(|| function_source_name(name));
-                    sources.push(Source::function(function, read));
-                    return;
-                }
-                let Some(parts) = names::parts(name) else {
-                    self.facts.not_postgres("a computed table name");
-                    return;
-                };
-                if let [single] = parts.as_slice()
-                    && let Some(cte) = outer.cte(single)
+        let Some(kind) = item.node.as_ref() else {
+            return;
+        };
+        match kind {
+            NodeEnum::RangeVar(range) => {
+                let alias_name = alias_name(range.alias.as_ref());
+                if range.schemaname.is_empty()
+                    && range.catalogname.is_empty()
+                    && let Some(cte) = outer.cte(&range.relname)
                 {
                     let mut shape = cte.shape.clone();
-                    if let Some(alias) = alias {
-                        shape.rename(&alias_columns(alias));
-                    }
+                    shape.rename(&alias_columns(range.alias.as_ref()));
                     sources.push(Source::shaped(
-                        alias_name.unwrap_or_else(|| single.clone()),
+                        alias_name.unwrap_or_else(|| range.relname.clone()),
                         shape,
                     ));
                     return;
                 }
-                let Some(relation) = self.read(name) else {
-                    return;
-                };
-                let renamed = alias.as_ref().is_some_and(|a| !a.columns.is_empty());
+                let relation = self.read(range);
+                let renamed = range.alias.as_ref().is_some_and(|a| !a.colnames.is_empty());
                 sources.push(Source::table(relation, alias_name, renamed));
             }
-            TableFactor::Derived {
-                lateral: is_lateral,
-                subquery,
-                alias,
-                sample,
-            } => {
-                self.reject(sample.is_some(), "TABLESAMPLE on a subquery");
-                let mut shape = if *is_lateral {
-                    let scope = lateral(sources);
-                    self.query(subquery, Some(&scope), QueryKind::Subquery)
+            NodeEnum::JoinExpr(join) => {
+                let mut inner = Vec::new();
+                let target = if join.alias.is_some() {
+                    &mut inner
                 } else {
-                    self.query(subquery, Some(outer), QueryKind::Subquery)
+                    &mut *sources
                 };
-                let name = match alias {
-                    Some(alias) => {
-                        shape.rename(&alias_columns(alias));
-                        names::ident(&alias.name)
-                    }
-                    None => String::new(),
-                };
-                sources.push(Source::shaped(name, shape));
-            }
-            TableFactor::Function {
-                lateral: _,
-                name,
-                args,
-                with_ordinality: _,
-                alias,
-            } => {
-                let read = self.capture(|w| w.exprs(args, &lateral(sources)));
-                let function = alias
-                    .as_ref()
-                    .map_or_else(|| function_source_name(name), |a| names::ident(&a.name));
-                sources.push(Source::function(function, read));
-            }
-            TableFactor::UNNEST {
-                alias,
-                array_exprs,
-                with_offset,
-                with_offset_alias,
-                with_ordinality: _,
-            } => {
-                self.reject(*with_offset || with_offset_alias.is_some(), "WITH OFFSET");
-                let read = self.capture(|w| w.exprs(array_exprs, &lateral(sources)));
-                let function = alias
-                    .as_ref()
-                    .map_or_else(|| "unnest".into(), |a| names::ident(&a.name));
-                sources.push(Source::function(function, read));
-            }
-            TableFactor::JsonTable {
-                json_expr,
-                json_path: _,
-                columns: _,
-                alias,
-            } => {
-                let read = self.capture(|w| w.exprs(json_expr, &lateral(sources)));
-                let function = alias
-                    .as_ref()
-                    .map_or_else(|| "json_table".into(), |a| names::ident(&a.name));
-                sources.push(Source::function(function, read));
-            }
-            TableFactor::XmlTable {
-                namespaces,
-                row_expression,
-                passing,
-                columns,
-                alias,
-            } => {
-                let scope = lateral(sources);
-                let read = self.capture(|w| {
-                    w.exprs(namespaces, &scope);
-                    w.exprs(row_expression, &scope);
-                    w.exprs(passing, &scope);
-                    w.exprs(columns, &scope);
-                });
-                let function = alias
-                    .as_ref()
-                    .map_or_else(|| "xmltable".into(), |a| names::ident(&a.name));
-                sources.push(Source::function(function, read));
-            }
-            TableFactor::NestedJoin {
-                table_with_joins,
-                alias,
-            } => match alias {
-                None => self.table_with_joins(table_with_joins, outer, sources, conditions),
-                Some(alias) => {
+                if let Some(left) = join.larg.as_deref() {
+                    self.from_item(left, outer, target, conditions);
+                }
+                if let Some(right) = join.rarg.as_deref() {
+                    self.from_item(right, outer, target, conditions);
+                }
+                if let Some(quals) = join.quals.as_deref() {
+                    conditions.push(quals);
+                }
+                for column in names::strings(&join.using_clause).unwrap_or_default() {
+                    self.facts.column(ColumnName {
+                        relation: None,
+                        column,
+                    });
+                }
+                if let Some(alias) = &join.alias {
                     // `(a JOIN b) AS j` hides a and b behind j.
-                    let mut inner = Vec::new();
-                    self.table_with_joins(table_with_joins, outer, &mut inner, conditions);
                     let mut shape = Shape::default();
                     for source in &inner {
                         shape.extend(source.star_shape());
                     }
-                    shape.rename(&alias_columns(alias));
-                    sources.push(Source::shaped(names::ident(&alias.name), shape));
+                    shape.rename(&alias_columns(Some(alias)));
+                    sources.push(Source::shaped(alias.aliasname.clone(), shape));
                 }
-            },
-            TableFactor::TableFunction { .. }
-            | TableFactor::OpenJsonTable { .. }
-            | TableFactor::Pivot { .. }
-            | TableFactor::Unpivot { .. }
-            | TableFactor::UnpivotExpr { .. }
-            | TableFactor::MatchRecognize { .. }
-            | TableFactor::SemanticView { .. } => {
-                self.facts.not_postgres("this FROM item");
             }
+            NodeEnum::RangeSubselect(sub) => {
+                let Some(subquery) = sub.subquery.as_deref() else {
+                    return;
+                };
+                let mut shape = if sub.lateral {
+                    let scope = lateral(sources);
+                    self.query_node(subquery, Some(&scope), QueryKind::Subquery)
+                } else {
+                    self.query_node(subquery, Some(outer), QueryKind::Subquery)
+                };
+                shape.rename(&alias_columns(sub.alias.as_ref()));
+                let name = alias_name(sub.alias.as_ref()).unwrap_or_default();
+                sources.push(Source::shaped(name, shape));
+            }
+            NodeEnum::RangeFunction(function) => {
+                let scope = lateral(sources);
+                let read = self.capture(|w| {
+                    for item in &function.functions {
+                        // Each item is a list: the call, then its column definitions.
+                        if let Some(NodeEnum::List(list)) = item.node.as_ref()
+                            && let Some(call) = list.items.first()
+                        {
+                            w.expr(call, &scope);
+                        }
+                    }
+                });
+                let name = alias_name(function.alias.as_ref())
+                    .or_else(|| first_function_name(&function.functions))
+                    .unwrap_or_default();
+                sources.push(Source::function(name, read));
+            }
+            NodeEnum::RangeTableSample(sample) => {
+                if let Some(relation) = sample.relation.as_deref() {
+                    self.from_item(relation, outer, sources, conditions);
+                }
+                let scope = lateral(sources);
+                self.exprs(&sample.args, &scope);
+                self.opt_expr(sample.repeatable.as_deref(), &scope);
+            }
+            NodeEnum::RangeTableFunc(table) => {
+                let scope = lateral(sources);
+                let read = self.capture(|w| {
+                    w.opt_expr(table.docexpr.as_deref(), &scope);
+                    w.opt_expr(table.rowexpr.as_deref(), &scope);
+                    w.exprs(&table.namespaces, &scope);
+                    for column in &table.columns {
+                        if let Some(NodeEnum::RangeTableFuncCol(c)) = column.node.as_ref() {
+                            w.opt_expr(c.colexpr.as_deref(), &scope);
+                            w.opt_expr(c.coldefexpr.as_deref(), &scope);
+                        }
+                    }
+                });
+                let name = alias_name(table.alias.as_ref()).unwrap_or_else(|| "xmltable".into());
+                sources.push(Source::function(name, read));
+            }
+            NodeEnum::JsonTable(table) => {
+                let scope = lateral(sources);
+                let read = self.capture(|w| {
+                    if let Some(context) = &table.context_item {
+                        w.opt_expr(context.raw_expr.as_deref(), &scope);
+                    }
+                    w.exprs(&table.passing, &scope);
+                    w.exprs(&table.columns, &scope);
+                });
+                let name = alias_name(table.alias.as_ref()).unwrap_or_else(|| "json_table".into());
+                sources.push(Source::function(name, read));
+            }
+            other => self.facts.fail(format!(
+                "cannot read a FROM item of kind {}",
+                kind_name(other)
+            )),
         }
     }
 }
 
-/// A table function's name as the FROM item it makes.
-fn function_source_name(name: &sqlparser::ast::ObjectName) -> String {
-    names::parts(name)
-        .and_then(|p| p.last().cloned())
-        .unwrap_or_default()
+/// The name of the first function of a `RangeFunction`.
+fn first_function_name(functions: &[Node]) -> Option<String> {
+    let Some(NodeEnum::List(list)) = functions.first()?.node.as_ref() else {
+        return None;
+    };
+    match list.items.first()?.node.as_ref()? {
+        NodeEnum::FuncCall(f) => f
+            .funcname
+            .last()
+            .and_then(names::string)
+            .map(str::to_string),
+        // Functions with special syntax the parser turns into other nodes.
+        _ => None,
+    }
+}
+
+fn alias_name(alias: Option<&Alias>) -> Option<String> {
+    alias.map(|a| a.aliasname.clone())
 }
 
 /// The column names of `AS alias(a, b)`.
-pub(super) fn alias_columns(alias: &TableAlias) -> Vec<String> {
+pub(super) fn alias_columns(alias: Option<&Alias>) -> Vec<String> {
     alias
-        .columns
-        .iter()
-        .map(|c| names::ident(&c.name))
-        .collect()
+        .and_then(|a| names::strings(&a.colnames))
+        .unwrap_or_default()
+}
+
+/// A node kind's name, for messages.
+pub(super) fn kind_name(node: &NodeEnum) -> String {
+    let debug = format!("{node:?}");
+    debug
+        .split(['(', ' ', '{'])
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }

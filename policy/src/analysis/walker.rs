@@ -1,7 +1,7 @@
 //! The walk over one statement's syntax tree, shared by the per-construct files
 //! (`classify`, `query`, `dml`, `ddl`, `columns`).
 
-use sqlparser::ast::{Ident, ObjectName};
+use pg_query::protobuf::{Node, RangeVar};
 
 use super::facts::Facts;
 use super::{ColumnName, RelationName, names};
@@ -11,11 +11,25 @@ pub(super) struct Walker<'f> {
 }
 
 impl Walker<'_> {
-    /// `name` as a relation; one that cannot be (too many dots, a computed name) fails
-    /// the statement.
-    pub fn relation(&mut self, name: &ObjectName) -> Option<RelationName> {
-        match names::relation(name) {
-            Ok(relation) => Some(relation),
+    pub fn read(&mut self, range: &RangeVar) -> RelationName {
+        let relation = names::relation(range);
+        self.facts.read(relation.clone());
+        relation
+    }
+
+    pub fn write(&mut self, range: &RangeVar) -> RelationName {
+        let relation = names::relation(range);
+        self.facts.write(relation.clone());
+        relation
+    }
+
+    /// Writes a relation named by a list of `String` nodes.
+    pub fn write_list(&mut self, name: &[Node]) -> Option<RelationName> {
+        match names::relation_from_list(name) {
+            Ok(relation) => {
+                self.facts.write(relation.clone());
+                Some(relation)
+            }
             Err(message) => {
                 self.facts.fail(message);
                 None
@@ -23,35 +37,16 @@ impl Walker<'_> {
         }
     }
 
-    pub fn read(&mut self, name: &ObjectName) -> Option<RelationName> {
-        let relation = self.relation(name)?;
-        self.facts.read(relation.clone());
-        Some(relation)
-    }
-
-    pub fn write(&mut self, name: &ObjectName) -> Option<RelationName> {
-        let relation = self.relation(name)?;
-        self.facts.write(relation.clone());
-        Some(relation)
-    }
-
-    pub fn write_all<'n>(&mut self, names: impl IntoIterator<Item = &'n ObjectName>) {
-        for name in names {
-            self.write(name);
-        }
-    }
-
-    /// Records `relation.column` for each column identifier.
-    pub fn columns_of<'i>(
-        &mut self,
-        relation: &RelationName,
-        columns: impl IntoIterator<Item = &'i Ident>,
-    ) {
+    /// Records `relation.column` for each column name (`String` nodes, or `IndexElem`s,
+    /// `ResTarget`s that name a column).
+    pub fn columns_of(&mut self, relation: &RelationName, columns: &[Node]) {
         for column in columns {
-            self.facts.column(ColumnName {
-                relation: Some(relation.clone()),
-                column: names::ident(column),
-            });
+            if let Some(name) = column_name(column) {
+                self.facts.column(ColumnName {
+                    relation: Some(relation.clone()),
+                    column: name.to_string(),
+                });
+            }
         }
     }
 
@@ -76,11 +71,16 @@ impl Walker<'_> {
         walk(self);
         self.facts.leave_predicate();
     }
+}
 
-    /// Fails the statement when `present`: `what` is syntax PostgreSQL does not have.
-    pub fn reject(&mut self, present: bool, what: &str) {
-        if present {
-            self.facts.not_postgres(what);
-        }
+/// The column a name-list entry names: a `String`, or the `name` of a `ResTarget` (INSERT
+/// column lists, SET targets), or an `IndexElem`'s column.
+pub(super) fn column_name(node: &Node) -> Option<&str> {
+    use pg_query::NodeEnum;
+    match node.node.as_ref()? {
+        NodeEnum::String(s) => Some(&s.sval),
+        NodeEnum::ResTarget(t) if !t.name.is_empty() => Some(&t.name),
+        NodeEnum::IndexElem(e) if !e.name.is_empty() => Some(&e.name),
+        _ => None,
     }
 }

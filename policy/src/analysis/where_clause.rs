@@ -5,78 +5,111 @@
 
 use std::cmp::Ordering;
 
-use sqlparser::ast::{
-    BinaryOperator, DataType, Expr, GroupByExpr, InTarget, Query, SetExpr, UnaryOperator, Value,
+use pg_query::NodeEnum;
+use pg_query::protobuf::{
+    AExpr, AExprKind, BoolExprType, BoolTestType, Node, NullTestType, SelectStmt, SetOperation,
+    SubLinkType, a_const,
 };
 
 use super::columns::reference;
+use super::names;
 use super::scope::Scope;
 
 /// Whether `selection` limits the rows touched.
-pub(super) fn is_effective(selection: Option<&Expr>, scope: &Scope<'_>) -> bool {
+pub(super) fn is_effective(selection: Option<&Node>, scope: &Scope<'_>) -> bool {
     selection.is_some_and(|e| !is_tautology(e, scope))
+}
+
+fn kind(node: &Node) -> Option<&NodeEnum> {
+    node.node.as_ref()
+}
+
+/// The operator of a plain binary `AExpr` (`=`, `<`, `||` …), with both operands.
+fn binary_op(e: &AExpr) -> Option<(&str, &Node, &Node)> {
+    if e.kind != AExprKind::AexprOp as i32 {
+        return None;
+    }
+    let [op] = e.name.as_slice() else {
+        return None;
+    };
+    Some((names::string(op)?, e.lexpr.as_deref()?, e.rexpr.as_deref()?))
+}
+
+fn operator(e: &AExpr) -> Option<&str> {
+    match e.name.as_slice() {
+        [op] => names::string(op),
+        _ => None,
+    }
+}
+
+fn list(node: Option<&Node>) -> &[Node] {
+    match node.and_then(kind) {
+        Some(NodeEnum::List(l)) => &l.items,
+        _ => &[],
+    }
 }
 
 /// Whether `expr` holds for every row.
 #[recursive::recursive]
-pub(super) fn is_tautology(expr: &Expr, scope: &Scope<'_>) -> bool {
-    let structural = match strip(expr) {
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::Or,
-            right,
-        } => {
-            is_tautology(left, scope)
-                || is_tautology(right, scope)
-                || complementary(left, right, scope)
+pub(super) fn is_tautology(expr: &Node, scope: &Scope<'_>) -> bool {
+    let structural = match kind(expr) {
+        Some(NodeEnum::BoolExpr(b)) if b.boolop == BoolExprType::OrExpr as i32 => {
+            b.args.iter().any(|a| is_tautology(a, scope))
+                || b.args
+                    .iter()
+                    .enumerate()
+                    .any(|(i, x)| b.args[i + 1..].iter().any(|y| complementary(x, y, scope)))
         }
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => is_tautology(left, scope) && is_tautology(right, scope),
-        Expr::UnaryOp {
-            op: UnaryOperator::Not,
-            expr,
-        } => is_contradiction(expr, scope),
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::Eq | BinaryOperator::LtEq | BinaryOperator::GtEq,
-            right,
-        } => same(left, right, scope),
-        Expr::IsNotDistinctFrom(a, b) => same(a, b, scope),
-        Expr::IsTrue(inner) | Expr::IsNotFalse(inner) => is_tautology(inner, scope),
-        Expr::IsFalse(inner) | Expr::IsNotTrue(inner) => is_contradiction(inner, scope),
-        Expr::In {
-            expr,
-            target: InTarget::List(items),
-            negated: false,
-            ..
-        } => items.iter().any(|item| same(expr, item, scope)),
-        Expr::Between {
-            expr,
-            negated: false,
-            low,
-            high,
-        } => same(expr, low, scope) && same(expr, high, scope),
-        Expr::Like {
-            negated: false,
-            any: false,
-            pattern,
-            escape_char: None,
-            ..
+        Some(NodeEnum::BoolExpr(b)) if b.boolop == BoolExprType::AndExpr as i32 => {
+            !b.args.is_empty() && b.args.iter().all(|a| is_tautology(a, scope))
         }
-        | Expr::ILike {
-            negated: false,
-            any: false,
-            pattern,
-            escape_char: None,
-            ..
-        } => matches_everything(pattern),
-        Expr::Exists {
-            subquery,
-            negated: false,
-        } => always_has_a_row(subquery, scope),
+        Some(NodeEnum::BoolExpr(b)) if b.boolop == BoolExprType::NotExpr as i32 => {
+            b.args.first().is_some_and(|a| is_contradiction(a, scope))
+        }
+        Some(NodeEnum::AExpr(e)) => match AExprKind::try_from(e.kind) {
+            Ok(AExprKind::AexprOp) => match binary_op(e) {
+                Some(("=" | "<=" | ">=", l, r)) => same(l, r, scope),
+                _ => false,
+            },
+            Ok(AExprKind::AexprNotDistinct) => match (e.lexpr.as_deref(), e.rexpr.as_deref()) {
+                (Some(l), Some(r)) => same(l, r, scope),
+                _ => false,
+            },
+            Ok(AExprKind::AexprIn) if operator(e) == Some("=") => e
+                .lexpr
+                .as_deref()
+                .is_some_and(|l| list(e.rexpr.as_deref()).iter().any(|i| same(l, i, scope))),
+            Ok(AExprKind::AexprBetween | AExprKind::AexprBetweenSym) => {
+                match (e.lexpr.as_deref(), list(e.rexpr.as_deref())) {
+                    (Some(x), [low, high]) => same(x, low, scope) && same(x, high, scope),
+                    _ => false,
+                }
+            }
+            Ok(AExprKind::AexprLike | AExprKind::AexprIlike)
+                if matches!(operator(e), Some("~~" | "~~*")) =>
+            {
+                e.rexpr.as_deref().is_some_and(matches_everything)
+            }
+            _ => false,
+        },
+        Some(NodeEnum::BooleanTest(t)) => {
+            let arg = t.arg.as_deref();
+            match BoolTestType::try_from(t.booltesttype) {
+                Ok(BoolTestType::IsTrue | BoolTestType::IsNotFalse) => {
+                    arg.is_some_and(|a| is_tautology(a, scope))
+                }
+                Ok(BoolTestType::IsFalse | BoolTestType::IsNotTrue) => {
+                    arg.is_some_and(|a| is_contradiction(a, scope))
+                }
+                _ => false,
+            }
+        }
+        Some(NodeEnum::SubLink(s)) if s.sub_link_type == SubLinkType::ExistsSublink as i32 => {
+            match s.subselect.as_deref().and_then(kind) {
+                Some(NodeEnum::SelectStmt(select)) => always_has_a_row(select, scope),
+                _ => false,
+            }
+        }
         _ => false,
     };
     structural || constant(expr).and_then(truth) == Some(true)
@@ -84,96 +117,126 @@ pub(super) fn is_tautology(expr: &Expr, scope: &Scope<'_>) -> bool {
 
 /// Whether `expr` holds for no row.
 #[recursive::recursive]
-fn is_contradiction(expr: &Expr, scope: &Scope<'_>) -> bool {
-    let structural = match strip(expr) {
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => is_contradiction(left, scope) || is_contradiction(right, scope),
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::Or,
-            right,
-        } => is_contradiction(left, scope) && is_contradiction(right, scope),
-        Expr::UnaryOp {
-            op: UnaryOperator::Not,
-            expr,
-        } => is_tautology(expr, scope),
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::NotEq | BinaryOperator::Lt | BinaryOperator::Gt,
-            right,
-        } => same(left, right, scope),
-        Expr::IsDistinctFrom(a, b) => same(a, b, scope),
-        Expr::IsTrue(inner) | Expr::IsNotFalse(inner) => is_contradiction(inner, scope),
-        Expr::IsFalse(inner) | Expr::IsNotTrue(inner) => is_tautology(inner, scope),
+fn is_contradiction(expr: &Node, scope: &Scope<'_>) -> bool {
+    let structural = match kind(expr) {
+        Some(NodeEnum::BoolExpr(b)) if b.boolop == BoolExprType::AndExpr as i32 => {
+            b.args.iter().any(|a| is_contradiction(a, scope))
+        }
+        Some(NodeEnum::BoolExpr(b)) if b.boolop == BoolExprType::OrExpr as i32 => {
+            !b.args.is_empty() && b.args.iter().all(|a| is_contradiction(a, scope))
+        }
+        Some(NodeEnum::BoolExpr(b)) if b.boolop == BoolExprType::NotExpr as i32 => {
+            b.args.first().is_some_and(|a| is_tautology(a, scope))
+        }
+        Some(NodeEnum::AExpr(e)) => match AExprKind::try_from(e.kind) {
+            Ok(AExprKind::AexprOp) => match binary_op(e) {
+                Some(("<>" | "<" | ">", l, r)) => same(l, r, scope),
+                _ => false,
+            },
+            Ok(AExprKind::AexprDistinct) => match (e.lexpr.as_deref(), e.rexpr.as_deref()) {
+                (Some(l), Some(r)) => same(l, r, scope),
+                _ => false,
+            },
+            _ => false,
+        },
+        Some(NodeEnum::BooleanTest(t)) => {
+            let arg = t.arg.as_deref();
+            match BoolTestType::try_from(t.booltesttype) {
+                Ok(BoolTestType::IsTrue | BoolTestType::IsNotFalse) => {
+                    arg.is_some_and(|a| is_contradiction(a, scope))
+                }
+                Ok(BoolTestType::IsFalse | BoolTestType::IsNotTrue) => {
+                    arg.is_some_and(|a| is_tautology(a, scope))
+                }
+                _ => false,
+            }
+        }
         _ => false,
     };
     structural || constant(expr).and_then(truth) == Some(false)
 }
 
-fn strip(expr: &Expr) -> &Expr {
-    let mut expr = expr;
-    while let Expr::Nested(inner) = expr {
-        expr = inner;
-    }
-    expr
-}
-
 /// `a IS NULL OR a IS NOT NULL`, `p OR NOT p`.
-fn complementary(left: &Expr, right: &Expr, scope: &Scope<'_>) -> bool {
-    let pair = |a: &Expr, b: &Expr| match (strip(a), strip(b)) {
-        (Expr::IsNull(x), Expr::IsNotNull(y)) => same(x, y, scope),
-        (
-            p,
-            Expr::UnaryOp {
-                op: UnaryOperator::Not,
-                expr: q,
-            },
-        ) => same(p, q, scope),
+fn complementary(left: &Node, right: &Node, scope: &Scope<'_>) -> bool {
+    let pair = |a: &Node, b: &Node| match (kind(a), kind(b)) {
+        (Some(NodeEnum::NullTest(x)), Some(NodeEnum::NullTest(y)))
+            if x.nulltesttype == NullTestType::IsNull as i32
+                && y.nulltesttype == NullTestType::IsNotNull as i32 =>
+        {
+            match (x.arg.as_deref(), y.arg.as_deref()) {
+                (Some(x), Some(y)) => same(x, y, scope),
+                _ => false,
+            }
+        }
+        (_, Some(NodeEnum::BoolExpr(n))) if n.boolop == BoolExprType::NotExpr as i32 => {
+            n.args.first().is_some_and(|q| same(a, q, scope))
+        }
         _ => false,
     };
     pair(left, right) || pair(right, left)
 }
 
-/// Whether two operands are the same: written identically, or column references that
-/// resolve to the same column of a known relation (`t.x` and `x`).
-fn same(a: &Expr, b: &Expr, scope: &Scope<'_>) -> bool {
-    let (a, b) = (strip(a), strip(b));
-    if a == b {
-        return true;
+/// Whether two operands are the same: written identically (locations aside), or column
+/// references that resolve to the same column of a known relation (`t.x` and `x`).
+fn same(a: &Node, b: &Node, scope: &Scope<'_>) -> bool {
+    let is_column = |e: &Node| matches!(kind(e), Some(NodeEnum::ColumnRef(_)));
+    if is_column(a) && is_column(b) {
+        let (ra, rb) = (reference(a, scope), reference(b, scope));
+        let known = |r: &Vec<super::ColumnName>| {
+            r.len() == 1 && r.iter().all(|c| c.relation.is_some() && c.column != "*")
+        };
+        return (known(&ra) && ra == rb) || written_alike(a, b);
     }
-    let is_column = |e: &Expr| matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
-    if !is_column(a) || !is_column(b) {
+    if is_column(a) || is_column(b) {
         return false;
     }
-    let (ra, rb) = (reference(a, scope), reference(b, scope));
-    let known = |r: &Vec<super::ColumnName>| {
-        r.len() == 1 && r.iter().all(|c| c.relation.is_some() && c.column != "*")
-    };
-    known(&ra) && ra == rb
+    written_alike(a, b)
+}
+
+/// Structural equality, ignoring where in the text each node stands.
+fn written_alike(a: &Node, b: &Node) -> bool {
+    if std::mem::discriminant(&a.node) != std::mem::discriminant(&b.node) {
+        return false;
+    }
+    match (serde_json::to_value(a), serde_json::to_value(b)) {
+        (Ok(mut x), Ok(mut y)) => {
+            strip_locations(&mut x);
+            strip_locations(&mut y);
+            x == y
+        }
+        _ => false,
+    }
+}
+
+fn strip_locations(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.retain(|k, _| k != "location" && !k.ends_with("_location"));
+            map.values_mut().for_each(strip_locations);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_locations),
+        _ => {}
+    }
 }
 
 /// A LIKE pattern that is only `%`s matches every non-null string.
-fn matches_everything(pattern: &Expr) -> bool {
+fn matches_everything(pattern: &Node) -> bool {
     matches!(constant(pattern), Some(Const::Str(s)) if !s.is_empty() && s.chars().all(|c| c == '%'))
 }
 
 /// `EXISTS (SELECT …)` without FROM, WHERE, GROUP BY, HAVING or LIMIT: always a row.
-fn always_has_a_row(query: &Query, scope: &Scope<'_>) -> bool {
-    let SetExpr::Select(select) = query.body.as_ref() else {
-        return false;
-    };
-    query.with.is_none()
-        && query.limit_clause.is_none()
-        && query.fetch.is_none()
-        && select.from.is_empty()
-        && select.having.is_none()
-        && matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
+fn always_has_a_row(select: &SelectStmt, scope: &Scope<'_>) -> bool {
+    select.op == SetOperation::SetopNone as i32
+        && select.values_lists.is_empty()
+        && select.with_clause.is_none()
+        && select.limit_count.is_none()
+        && select.limit_offset.is_none()
+        && select.from_clause.is_empty()
+        && select.having_clause.is_none()
+        && select.group_clause.is_empty()
         && select
-            .selection
-            .as_ref()
+            .where_clause
+            .as_deref()
             .is_none_or(|s| is_tautology(s, scope))
 }
 
@@ -291,81 +354,122 @@ fn truth(value: Const) -> Option<bool> {
 
 /// The value of an expression without column references, where easy to compute.
 #[recursive::recursive]
-fn constant(expr: &Expr) -> Option<Const> {
-    match strip(expr) {
-        Expr::Value(v) => match &v.value {
-            Value::Number(n, _) => Decimal::parse(n).map(Const::Num),
-            Value::SingleQuotedString(s)
-            | Value::EscapedStringLiteral(s)
-            | Value::UnicodeStringLiteral(s)
-            | Value::NationalStringLiteral(s) => Some(Const::Str(s.clone())),
-            Value::DollarQuotedString(s) => Some(Const::Str(s.value.clone())),
-            Value::Boolean(b) => Some(Const::Bool(*b)),
-            Value::Null => Some(Const::Null),
+fn constant(expr: &Node) -> Option<Const> {
+    match kind(expr)? {
+        NodeEnum::AConst(c) => {
+            if c.isnull {
+                return Some(Const::Null);
+            }
+            match c.val.as_ref()? {
+                a_const::Val::Ival(i) => Some(Const::Num(Decimal {
+                    mantissa: i128::from(i.ival),
+                    scale: 0,
+                })),
+                a_const::Val::Fval(f) => Decimal::parse(&f.fval).map(Const::Num),
+                a_const::Val::Boolval(b) => Some(Const::Bool(b.boolval)),
+                a_const::Val::Sval(s) => Some(Const::Str(s.sval.clone())),
+                a_const::Val::Bsval(_) => None,
+            }
+        }
+        NodeEnum::BoolExpr(b) => {
+            let mut values = b.args.iter().map(constant);
+            match BoolExprType::try_from(b.boolop).ok()? {
+                BoolExprType::NotExpr => not(values.next()??),
+                BoolExprType::AndExpr => values.try_fold(Const::Bool(true), |acc, v| and(acc, v?)),
+                BoolExprType::OrExpr => values.try_fold(Const::Bool(false), |acc, v| or(acc, v?)),
+                BoolExprType::Undefined => None,
+            }
+        }
+        NodeEnum::AExpr(e) => match AExprKind::try_from(e.kind).ok()? {
+            AExprKind::AexprOp => {
+                let op = operator(e)?;
+                match (e.lexpr.as_deref(), e.rexpr.as_deref()) {
+                    (None, Some(r)) => match (op, constant(r)?) {
+                        (_, Const::Null) => Some(Const::Null),
+                        ("-", Const::Num(n)) => Some(Const::Num(Decimal {
+                            mantissa: n.mantissa.checked_neg()?,
+                            scale: n.scale,
+                        })),
+                        ("+", Const::Num(n)) => Some(Const::Num(n)),
+                        _ => None,
+                    },
+                    (Some(l), Some(r)) => binary(constant(l)?, op, constant(r)?),
+                    _ => None,
+                }
+            }
+            AExprKind::AexprDistinct => distinct(
+                constant(e.lexpr.as_deref()?)?,
+                constant(e.rexpr.as_deref()?)?,
+            )
+            .map(Const::Bool),
+            AExprKind::AexprNotDistinct => distinct(
+                constant(e.lexpr.as_deref()?)?,
+                constant(e.rexpr.as_deref()?)?,
+            )
+            .map(|d| Const::Bool(!d)),
+            AExprKind::AexprBetween | AExprKind::AexprNotBetween => {
+                let value = constant(e.lexpr.as_deref()?)?;
+                let [low, high] = list(e.rexpr.as_deref()) else {
+                    return None;
+                };
+                let ge = binary(value.clone(), ">=", constant(low)?)?;
+                let le = binary(value, "<=", constant(high)?)?;
+                let both = and(ge, le)?;
+                if e.kind == AExprKind::AexprNotBetween as i32 {
+                    not(both)
+                } else {
+                    Some(both)
+                }
+            }
+            AExprKind::AexprIn => {
+                let value = constant(e.lexpr.as_deref()?)?;
+                let mut result = Const::Bool(false);
+                for item in list(e.rexpr.as_deref()) {
+                    let equal = binary(value.clone(), "=", constant(item)?)?;
+                    result = or(result, equal)?;
+                }
+                match operator(e)? {
+                    "=" => Some(result),
+                    "<>" => not(result),
+                    _ => None,
+                }
+            }
             _ => None,
         },
-        Expr::UnaryOp { op, expr } => {
-            let value = constant(expr)?;
-            match (op, value) {
-                (_, Const::Null) => Some(Const::Null),
-                (UnaryOperator::Not, v) => truth(v).map(|b| Const::Bool(!b)),
-                (UnaryOperator::Minus, Const::Num(n)) => Some(Const::Num(Decimal {
-                    mantissa: n.mantissa.checked_neg()?,
-                    scale: n.scale,
-                })),
-                (UnaryOperator::Plus, Const::Num(n)) => Some(Const::Num(n)),
-                _ => None,
+        NodeEnum::TypeCast(c) => {
+            let value = constant(c.arg.as_deref()?)?;
+            let type_name = c.type_name.as_ref()?;
+            let is_bool = type_name.array_bounds.is_empty()
+                && matches!(
+                    names::strings(&type_name.names).as_deref(),
+                    Some([b]) | Some([_, b]) if b == "bool" || b == "boolean"
+                );
+            if !is_bool {
+                return None;
+            }
+            match value {
+                Const::Null => Some(Const::Null),
+                Const::Num(n) => Some(Const::Bool(n.mantissa != 0)),
+                other => truth(other).map(Const::Bool),
             }
         }
-        Expr::BinaryOp { left, op, right } => binary(constant(left)?, op, constant(right)?),
-        Expr::Cast {
-            expr, data_type, ..
-        } => {
-            let value = constant(expr)?;
-            match data_type {
-                DataType::Boolean | DataType::Bool => match value {
-                    Const::Null => Some(Const::Null),
-                    Const::Num(n) => Some(Const::Bool(n.mantissa != 0)),
-                    other => truth(other).map(Const::Bool),
+        NodeEnum::BooleanTest(t) => {
+            let value = constant(t.arg.as_deref()?).and_then(truth);
+            Some(Const::Bool(
+                match BoolTestType::try_from(t.booltesttype).ok()? {
+                    BoolTestType::IsTrue => value == Some(true),
+                    BoolTestType::IsFalse => value == Some(false),
+                    BoolTestType::IsNotTrue => value != Some(true),
+                    BoolTestType::IsNotFalse => value != Some(false),
+                    _ => return None,
                 },
-                _ => None,
-            }
+            ))
         }
-        Expr::IsTrue(e) => Some(Const::Bool(constant(e).and_then(truth) == Some(true))),
-        Expr::IsFalse(e) => Some(Const::Bool(constant(e).and_then(truth) == Some(false))),
-        Expr::IsNotTrue(e) => Some(Const::Bool(constant(e).and_then(truth) != Some(true))),
-        Expr::IsNotFalse(e) => Some(Const::Bool(constant(e).and_then(truth) != Some(false))),
-        Expr::IsNull(e) => Some(Const::Bool(constant(e)? == Const::Null)),
-        Expr::IsNotNull(e) => Some(Const::Bool(constant(e)? != Const::Null)),
-        Expr::IsDistinctFrom(a, b) => distinct(constant(a)?, constant(b)?).map(Const::Bool),
-        Expr::IsNotDistinctFrom(a, b) => {
-            distinct(constant(a)?, constant(b)?).map(|d| Const::Bool(!d))
-        }
-        Expr::Between {
-            expr,
-            negated,
-            low,
-            high,
-        } => {
-            let value = constant(expr)?;
-            let ge = binary(value.clone(), &BinaryOperator::GtEq, constant(low)?)?;
-            let le = binary(value, &BinaryOperator::LtEq, constant(high)?)?;
-            let both = and(ge, le)?;
-            if *negated { not(both) } else { Some(both) }
-        }
-        Expr::In {
-            expr,
-            target: InTarget::List(items),
-            negated,
-            ..
-        } => {
-            let value = constant(expr)?;
-            let mut result = Const::Bool(false);
-            for item in items {
-                let equal = binary(value.clone(), &BinaryOperator::Eq, constant(item)?)?;
-                result = or(result, equal)?;
-            }
-            if *negated { not(result) } else { Some(result) }
+        NodeEnum::NullTest(t) => {
+            let value = constant(t.arg.as_deref()?)?;
+            Some(Const::Bool(
+                (value == Const::Null) == (t.nulltesttype == NullTestType::IsNull as i32),
+            ))
         }
         _ => None,
     }
@@ -427,12 +531,9 @@ fn compare(a: &Const, b: &Const) -> Option<Ordering> {
     }
 }
 
-fn binary(a: Const, op: &BinaryOperator, b: Const) -> Option<Const> {
-    use BinaryOperator as B;
+fn binary(a: Const, op: &str, b: Const) -> Option<Const> {
     match op {
-        B::And => and(a, b),
-        B::Or => or(a, b),
-        B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq => {
+        "=" | "<>" | "<" | "<=" | ">" | ">=" => {
             if a == Const::Null || b == Const::Null {
                 return Some(Const::Null);
             }
@@ -440,29 +541,29 @@ fn binary(a: Const, op: &BinaryOperator, b: Const) -> Option<Const> {
             let ordering = match compare(&a, &b) {
                 Some(o) => o,
                 // Unequal strings: known for = and <>, not for ordering.
-                None if strings && matches!(op, B::Eq | B::NotEq) => Ordering::Less,
+                None if strings && matches!(op, "=" | "<>") => Ordering::Less,
                 None => return None,
             };
             Some(Const::Bool(match op {
-                B::Eq => ordering == Ordering::Equal,
-                B::NotEq => ordering != Ordering::Equal,
-                B::Lt => ordering == Ordering::Less,
-                B::LtEq => ordering != Ordering::Greater,
-                B::Gt => ordering == Ordering::Greater,
+                "=" => ordering == Ordering::Equal,
+                "<>" => ordering != Ordering::Equal,
+                "<" => ordering == Ordering::Less,
+                "<=" => ordering != Ordering::Greater,
+                ">" => ordering == Ordering::Greater,
                 _ => ordering != Ordering::Less,
             }))
         }
-        B::Plus | B::Minus | B::Multiply => match (a, b) {
+        "+" | "-" | "*" => match (a, b) {
             (Const::Null, _) | (_, Const::Null) => Some(Const::Null),
             (Const::Num(x), Const::Num(y)) => match op {
-                B::Plus => x.add(y, false),
-                B::Minus => x.add(y, true),
+                "+" => x.add(y, false),
+                "-" => x.add(y, true),
                 _ => x.multiply(y),
             }
             .map(Const::Num),
             _ => None,
         },
-        B::StringConcat => match (a, b) {
+        "||" => match (a, b) {
             (Const::Null, _) | (_, Const::Null) => Some(Const::Null),
             (Const::Str(x), Const::Str(y)) => Some(Const::Str(x + &y)),
             _ => None,

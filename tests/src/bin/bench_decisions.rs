@@ -241,6 +241,7 @@ fn explain(d: &Decision) -> String {
         Reason::Default => "defaultAction".to_owned(),
         Reason::ParseError { message } => format!("onParseError ({message})"),
         Reason::TooLong { bytes, limit } => format!("{bytes} bytes > maxStatementBytes {limit}"),
+        Reason::ServerRejects { message } => format!("server rejects it ({message})"),
     };
     let message = d
         .message
@@ -417,7 +418,11 @@ fn run(args: &Args) -> Result<Report> {
 
     // Cached: warm up (checking that the cache answers as the rules do, and
     // that it really hits), then time lookups.
-    let class = engine.class(identity, &path);
+    let class = engine.class(
+        identity,
+        &path,
+        &palisade_policy::dialect::SqlDialect::default(),
+    );
     let mut not_cached = Vec::new();
     for sql in corpus {
         let first = engine.decide(&class, sql);
@@ -680,7 +685,11 @@ mod tests {
         assert_eq!(a, "SELECT abalance FROM pgbench_accounts WHERE aid = 1;");
         assert_ne!(a, b);
         let engine = engine();
-        let class = engine.class(&app(), &SearchPath::default());
+        let class = engine.class(
+            &app(),
+            &SearchPath::default(),
+            &palisade_policy::dialect::SqlDialect::default(),
+        );
         assert!(Arc::ptr_eq(
             &engine.decide(&class, &a),
             &engine.decide(&class, &b)
