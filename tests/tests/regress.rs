@@ -55,7 +55,6 @@ fn run(
 }
 
 #[test]
-#[ignore = "waits for the pg_query parser (issue 10), which lands next"]
 fn pg_regress_through_the_sidecar_matches_direct() {
     let pg = PgCluster::start(false).expect("PostgreSQL starts");
     // The suite logs in as roles it creates, and runs prepared transactions.

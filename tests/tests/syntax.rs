@@ -104,7 +104,6 @@ async fn a_0x5c_byte_inside_an_sjis_character_is_not_a_backslash() {
 }
 
 #[tokio::test]
-#[ignore = "waits for the pg_query parser (issue 10), which lands next"]
 async fn backslashes_are_read_as_standard_conforming_strings_says() {
     let pg = PgCluster::shared();
     let sidecar = sidecar();
@@ -136,7 +135,6 @@ async fn backslashes_are_read_as_standard_conforming_strings_says() {
 }
 
 #[tokio::test]
-#[ignore = "waits for the pg_query parser (issue 10), which lands next"]
 async fn pipelined_text_after_a_settings_change_is_judged_both_ways() {
     // The second Query is read by the server after the first has turned
     // standard_conforming_strings on again; the sidecar has not heard of it yet when it
@@ -185,7 +183,6 @@ async fn text_that_is_not_valid_in_the_client_encoding_is_refused_unread() {
 }
 
 #[tokio::test]
-#[ignore = "waits for the pg_query parser (issue 10), which lands next"]
 async fn sql_the_server_rejects_gets_the_servers_own_error() {
     let pg = PgCluster::shared();
     let sidecar = sidecar();
