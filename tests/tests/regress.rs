@@ -63,9 +63,10 @@ fn pg_regress_through_the_sidecar_matches_direct() {
         "local all all trust\nhost all all 127.0.0.1/32 trust\n",
     )
     .unwrap();
+    // run.sh and pg_regress log in as postgres; the harness's superuser has another name.
     pg.psql(
         "postgres",
-        "ALTER SYSTEM SET max_prepared_transactions = 10",
+        "CREATE ROLE postgres SUPERUSER LOGIN; ALTER SYSTEM SET max_prepared_transactions = 10",
     )
     .unwrap();
     pg.restart().unwrap();
@@ -96,10 +97,14 @@ fn pg_regress_through_the_sidecar_matches_direct() {
     let proxied = work.path().join("proxied");
     let (summary, diffs) = run(&pg, sidecar.port, &proxied, Some(&oracle));
     let failed: Vec<&str> = summary.lines().filter(|l| l.contains("FAILED")).collect();
+    // Kept where a developer finds them after a failure.
+    let kept = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("regression.diffs");
+    std::fs::write(&kept, &diffs).unwrap();
     assert!(
         summary.contains("All 214 tests passed"),
-        "{} tests differ from direct:\n{}\n\nfirst differences:\n{}",
+        "{} tests differ from direct (all differences: {}):\n{}\n\nfirst differences:\n{}",
         failed.len(),
+        kept.display(),
         failed.join("\n"),
         diffs.chars().take(6000).collect::<String>()
     );

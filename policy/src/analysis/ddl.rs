@@ -261,29 +261,19 @@ impl Walker<'_> {
     /// Folds the statements of embedded code into this statement's facts. Values the code
     /// reads go where the proxy never sees them (variables, notices, other tables), so
     /// its columns count as copied too.
+    ///
+    /// Code that cannot be read stays opaque, as code the proxy cannot see always was:
+    /// the statement keeps its `Do` (never treated as harmless) or `Create`. That is code
+    /// the server refuses too (a body that does not compile: `DO` fails, and so does
+    /// `CREATE FUNCTION` under the default `check_function_bodies`), code in another
+    /// language, and trigger functions, whose tree libpg_query 18.1 does not hand over.
     fn embedded(&mut self, language: &str, code: Code<'_>) {
         let statements = match (language, code) {
-            ("sql", Code::Sql(sql)) => match super::analyze(sql) {
-                Ok(statements) => statements,
-                // The server checks a SQL function's body when it is created.
-                Err(failure) => {
-                    self.facts
-                        .fail(format!("cannot read the function body: {failure}"));
-                    return;
-                }
-            },
-            ("plpgsql", code) => match plpgsql::statements(code) {
-                Ok(statements) => statements,
-                Err(message) => {
-                    self.facts.fail(message);
-                    return;
-                }
-            },
-            // Other languages (plpython, plperl, C …) cannot be read: the block stays the
-            // opaque `Do` it is.
-            _ => return,
+            ("sql", Code::Sql(sql)) => super::analyze(sql).ok(),
+            ("plpgsql", code) => plpgsql::statements(code).ok(),
+            _ => None,
         };
-        for info in statements {
+        for info in statements.into_iter().flatten() {
             self.facts.absorb(info);
         }
     }
