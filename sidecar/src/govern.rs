@@ -17,6 +17,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use palisade_policy::analysis::{ParseFailure, SearchPathChange, StatementInfo};
 use palisade_policy::decision::{Action, Decision, Identity, Reason, SearchPath};
 use palisade_policy::decision_cache::ClassCache;
+use palisade_policy::grammar;
 use palisade_policy::mask_plan::StatementPlan;
 use tracing::{info, warn};
 
@@ -219,9 +220,32 @@ impl Governance {
         };
         // Allowed statements were analysed for the decision already; the masking plan
         // needs the full analysis, which the decision cache does not keep.
-        let Some(statements) = masking.analysis(sql) else {
-            // The decision allowed it, so onParseError did not deny it: nothing to plan.
-            return MaskStep::Go(None);
+        let dialect = self.syntax.dialect();
+        let statements = match masking.analysis(sql, &dialect) {
+            Ok(statements) => statements,
+            // The server rejects it while parsing: nothing runs, nothing to mask.
+            Err(failure)
+                if failure.is_syntax_error()
+                    && dialect
+                        .server_major
+                        .is_some_and(|major| grammar::server_rejects_too(major, sql)) =>
+            {
+                return MaskStep::Go(None);
+            }
+            // onParseError let it through, but rows it returns could not be masked.
+            Err(failure) => {
+                info!(reason = %failure, "statement denied: masking applies and it cannot be analysed");
+                return MaskStep::Deny(
+                    PgError::error(
+                        sqlstate::INSUFFICIENT_PRIVILEGE,
+                        format!(
+                            "palisade: statement denied by policy {}: masking applies to this session and the statement cannot be analysed: {failure}",
+                            policy.key()
+                        ),
+                    )
+                    .with_hint("Palisade masks only what it can read; rewrite the statement in plain PostgreSQL syntax"),
+                );
+            }
         };
         match masking.check(&statements, &self.path, idle) {
             Check::Pass(plans) => MaskStep::Go(Some((statements, plans))),

@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use palisade_policy::analysis::{Named, StatementInfo, analyze};
+use palisade_policy::analysis::{Named, ParseFailure, StatementInfo, analyze_with};
 use palisade_policy::decision::SearchPath;
+use palisade_policy::dialect::SqlDialect;
 use palisade_policy::mask::{DetectorSet, Session};
 use palisade_policy::mask_plan::{MaskDenial, MaskRules, ResolvedMask, StatementPlan};
 use palisade_policy::masking::Mask;
@@ -126,6 +127,8 @@ pub struct Masking {
     scratch: Vec<u8>,
     /// Analyses by statement text: drivers send the same texts again and again.
     analyses: HashMap<Box<[u8]>, Arc<Vec<StatementInfo>>>,
+    /// How the cached analyses read their text.
+    dialect: SqlDialect,
 }
 
 /// What masking needs from the statement a client sends.
@@ -158,26 +161,35 @@ impl Masking {
             reader: None,
             scratch: Vec::new(),
             analyses: HashMap::new(),
+            dialect: SqlDialect::default(),
         }
     }
 
-    /// The analysis of `sql`, from this session's cache when it was seen before; `None`
-    /// for text that cannot be analysed (the decision has denied it already).
-    pub fn analysis(&mut self, text: &str) -> Option<Arc<Vec<StatementInfo>>> {
+    /// The analysis of `sql` as the session reads it (`dialect`), from this session's
+    /// cache when it was seen before.
+    pub fn analysis(
+        &mut self,
+        text: &str,
+        dialect: &SqlDialect,
+    ) -> Result<Arc<Vec<StatementInfo>>, ParseFailure> {
+        if *dialect != self.dialect {
+            self.analyses.clear();
+            self.dialect = *dialect;
+        }
         // Keyed by shape: the numbers a shape replaces (`aid = 48213`, `LIMIT 10`) change
         // no column's provenance, so clients that inline values hit the cache too.
         let shape = shape(text);
         let key = shape.as_deref().unwrap_or(text).as_bytes();
         if let Some(found) = self.analyses.get(key) {
-            return Some(found.clone());
+            return Ok(found.clone());
         }
-        let statements = Arc::new(analyze(text).ok()?);
+        let statements = Arc::new(analyze_with(text, dialect)?);
         if self.analyses.len() >= ANALYSES_KEPT {
             // Texts that never repeat would grow it forever; start over rather than track age.
             self.analyses.clear();
         }
         self.analyses.insert(key.into(), statements.clone());
-        Some(statements)
+        Ok(statements)
     }
 
     /// Rules changed with a policy reload: new masks apply from the next result.
