@@ -113,4 +113,62 @@ fn pg_regress_through_the_sidecar_matches_direct() {
         sidecar.logs().contains("session started"),
         "no session went through the sidecar"
     );
+    drop(sidecar);
+
+    // Under the example policy's guardrails, the suite differs only where a rule denies a
+    // statement (and in what follows from that): no statement is refused as unreadable.
+    let port = free_port();
+    let guarded = Sidecar::start(SidecarOptions {
+        policy_yaml: common::policy(
+            port,
+            "127.0.0.1",
+            pg.port,
+            "    tls: {mode: Disable}",
+            GUARDRAILS,
+        ),
+        port,
+        ..Default::default()
+    })
+    .expect("sidecar starts");
+    let (_, diffs) = run(
+        &pg,
+        guarded.port,
+        &work.path().join("guarded"),
+        Some(&oracle),
+    );
+    let mut denied = Vec::new();
+    let mut previous = "";
+    for line in diffs.lines() {
+        if let Some(error) = line.strip_prefix("+ERROR:  palisade: ") {
+            assert!(
+                error.contains("by rule \"no-destructive-ddl\"")
+                    || error.contains("by rule \"writes-need-where\""),
+                "refused other than by a rule: {error} (after {previous:?})"
+            );
+            denied.push(format!("{previous}\n  -> {error}"));
+        }
+        previous = line;
+    }
+    let kept = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("regression-guardrails-denied.txt");
+    std::fs::write(&kept, denied.join("\n")).unwrap();
+    assert!(
+        !denied.is_empty(),
+        "the guardrails denied nothing in a suite full of DROP and TRUNCATE"
+    );
+    eprintln!(
+        "under the example guardrails, {} statements were denied by its rules (listed in {})",
+        denied.len(),
+        kept.display()
+    );
 }
+
+/// The deny rules of `examples/databasepolicy.yaml`.
+const GUARDRAILS: &str = "  defaultAction: Allow
+  onParseError: Deny
+  rules:
+    - name: no-destructive-ddl
+      match: {operations: [Drop, Truncate, Alter]}
+      action: Deny
+    - name: writes-need-where
+      match: {operations: [Update, Delete], withoutWhere: true}
+      action: Deny";
