@@ -11,7 +11,7 @@
 #   ${PALISADE_CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/palisade/controlplane}/<key>/bin
 #
 # Usage:
-#   build.sh              build what is missing, print the bin directory on the last line
+#   build.sh              build what is missing (progress on stderr), print the bin directory
 #   build.sh --print-dir  print the bin directory for the current versions without building
 #   build.sh --pin        rewrite go/*/go.mod and go.sum from versions.env (needs the proxy)
 set -euo pipefail
@@ -116,7 +116,7 @@ bin=$(bin_dir)
 complete=1
 for p in "${programs[@]}"; do [[ -x "$bin/$p" ]] || complete=0; done
 if ((complete)); then
-    echo "controlplane: binaries up to date in $bin"
+    echo "controlplane: binaries up to date in $bin" >&2
     echo "$bin"
     exit 0
 fi
@@ -133,13 +133,13 @@ build() {
     local t0 out tmp
     t0=$(date +%s)
     tmp=$(mktemp -d "$bin/.tmp.XXXXXX")
-    echo "controlplane: building $* (go/$dir)"
+    echo "controlplane: building $* (go/$dir)" >&2
     # -trimpath: no build paths in the binaries; -s -w: no symbol tables, a third of the size.
     (cd "$here/go/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/" "$@") ||
         { rm -rf "$tmp"; echo "controlplane: building go/$dir failed" >&2; exit 1; }
     for out in "$tmp"/*; do mv -f "$out" "$bin/"; done
     rmdir "$tmp"
-    echo "go/$dir $(($(date +%s) - t0))s" | tee -a "$log"
+    echo "go/$dir $(($(date +%s) - t0))s" | tee -a "$log" >&2
 }
 
 need() {
@@ -172,5 +172,5 @@ need oidc-issuer && build oidc-issuer "" .
 for p in "${programs[@]}"; do
     [[ -x "$bin/$p" ]] || { echo "controlplane: $p was not built" >&2; exit 1; }
 done
-echo "total $(($(date +%s) - start_all))s, $(du -sh "$bin" | cut -f1)" | tee -a "$log"
+echo "controlplane: built in $(($(date +%s) - start_all))s, $(du -sh "$bin" | cut -f1) in $bin" | tee -a "$log" >&2
 echo "$bin"
