@@ -157,8 +157,10 @@ fn the_server_enforces_the_masking_rule_rules() {
         "{type: Round, to: 0.5}",
         "{type: Noise, ratio: 0.1}",
         "{type: Fixed, value: '***'}",
-        // `type: Null` unquoted is a YAML null: the server's default makes it the Null mask.
-        "{type: Null}",
+        // Quoted: unquoted, `Null` is YAML's null, which the server refuses on `kubectl
+        // create` ("Unsupported value: null"); `kubectl apply` drops null fields, so the
+        // examples' unquoted `{type: Null}` gets the default (the Null mask) there.
+        "{type: 'Null'}",
         "{}",
     ]
     .iter()
@@ -334,7 +336,17 @@ fn the_shipped_examples_are_accepted_as_they_are() {
 #[test]
 fn kubectl_explain_shows_the_field_docs() {
     let Some(cp) = cluster() else { return };
-    let listen = cp.kubectl_ok(&["explain", "databasepolicy.spec.listen"]);
+    // The API server publishes a new CRD's OpenAPI a moment after it is Established.
+    let listen = palisade_tests::controlplane::wait_for(
+        std::time::Duration::from_secs(30),
+        "kubectl explain databasepolicy.spec.listen",
+        || {
+            let out = cp.kubectl(Who::Admin, &["explain", "databasepolicy.spec.listen"]);
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        },
+    );
     assert!(
         listen.contains("Where the sidecar listens for the app"),
         "{listen}"

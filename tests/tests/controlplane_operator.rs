@@ -135,7 +135,7 @@ fn a_policy_is_rendered_by_server_side_apply_with_status_and_events() {
     let p = wait_ready(cp, ns, "orders", "True");
     assert_eq!(p["status"]["ruleCount"], 1, "{}", p["status"]);
     let cm = wait_for(WAIT, "ConfigMap palisade-policy-orders", || {
-        config_map(cp, ns, "orders")
+        cp.get_json(&["-n", ns, "configmap", "palisade-policy-orders", "--show-managed-fields"])
     });
     let rendered = policy_json(&cm);
     assert!(rendered.to_string().contains("no-drop"), "{rendered}");

@@ -96,6 +96,11 @@ impl PodContainer {
                 ("secret", s["secretName"].as_str().unwrap_or_default())
             } else if volume.get("emptyDir").is_some() {
                 continue;
+            } else if let Some(projected) = volume.get("projected") {
+                // The service-account token volume the ServiceAccount admission plugin adds:
+                // written once (the kubelet would rotate the token; the tests outlive no token).
+                project(cp, &stored, projected, &dir)?;
+                continue;
             } else {
                 bail!("volume {name}: only configMap, secret and emptyDir are emulated");
             };
@@ -210,6 +215,46 @@ impl Drop for PodContainer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A projected volume's sources: service-account token (TokenRequest), ConfigMap keys
+/// (`kube-root-ca.crt`) and the downward API's namespace.
+fn project(cp: &ControlPlane, pod: &Value, projected: &Value, dir: &Path) -> Result<()> {
+    let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+    let mut data = BTreeMap::new();
+    for source in projected["sources"].as_array().into_iter().flatten() {
+        if let Some(token) = source.get("serviceAccountToken") {
+            let sa = pod["spec"]["serviceAccountName"].as_str().unwrap_or("default");
+            let out = cp.kubectl(
+                super::Who::Admin,
+                &["-n", namespace, "create", "token", sa, "--bound-object-kind=Pod",
+                  "--bound-object-name", pod["metadata"]["name"].as_str().unwrap_or_default()],
+            );
+            if !out.status.success() {
+                bail!("TokenRequest for {namespace}/{sa}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            let path = token["path"].as_str().unwrap_or("token").to_string();
+            data.insert(path, out.stdout.trim_ascii_end().to_vec());
+        } else if let Some(cm) = source.get("configMap") {
+            let name = cm["name"].as_str().unwrap_or_default();
+            let keys = read_volume(cp, namespace, "configmap", name)?;
+            for item in cm["items"].as_array().into_iter().flatten() {
+                let key = item["key"].as_str().unwrap_or_default();
+                let path = item["path"].as_str().unwrap_or(key);
+                if let Some(v) = keys.get(key) {
+                    data.insert(path.to_string(), v.clone());
+                }
+            }
+        } else if let Some(downward) = source.get("downwardAPI") {
+            for item in downward["items"].as_array().into_iter().flatten() {
+                if item["fieldRef"]["fieldPath"] == "metadata.namespace" {
+                    let path = item["path"].as_str().unwrap_or("namespace");
+                    data.insert(path.to_string(), namespace.as_bytes().to_vec());
+                }
+            }
+        }
+    }
+    atomic_write(dir, &data)
 }
 
 fn reroot(root: &Path, path: &str) -> PathBuf {

@@ -160,11 +160,16 @@ pub fn yaml_to_json(cp: &ControlPlane, yaml: &str) -> Result<Vec<Value>> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let value: Value = serde_json::from_slice(&out.stdout).context("kubectl printed JSON")?;
-    Ok(match value["kind"].as_str() {
-        Some("List") => value["items"].as_array().cloned().unwrap_or_default(),
-        _ => vec![value],
-    })
+    // One JSON document per YAML document, back to back (a List only for list input).
+    let mut objects = Vec::new();
+    for value in serde_json::Deserializer::from_slice(&out.stdout).into_iter::<Value>() {
+        let value = value.context("kubectl printed JSON")?;
+        match value["kind"].as_str() {
+            Some("List") => objects.extend(value["items"].as_array().cloned().unwrap_or_default()),
+            _ => objects.push(value),
+        }
+    }
+    Ok(objects)
 }
 
 /// A plain HTTP GET on 127.0.0.1: (status, body).
