@@ -8,9 +8,7 @@
 
 use std::sync::OnceLock;
 
-use palisade_tests::controlplane::{
-    CONTRACTOR_GROUP, CONTRACTOR_USER, ControlPlane, STEWARD, Who,
-};
+use palisade_tests::controlplane::{CONTRACTOR_GROUP, CONTRACTOR_USER, ControlPlane, STEWARD, Who};
 
 /// The shared control plane with the CRDs installed and namespace `ml`; `None` = skipped.
 fn cluster() -> Option<&'static ControlPlane> {
@@ -134,18 +132,50 @@ fn the_server_enforces_the_database_policy_rules() {
 fn the_server_enforces_the_masking_rule_rules() {
     let Some(cp) = cluster() else { return };
     let cases = [
-        ("{type: Partial}", "keepFirst", "Partial masks keep at least one character"),
-        ("{type: Partial, keepFirst: 0, keepLast: 0}", "keepFirst", "Partial masks keep at least one"),
+        (
+            "{type: Partial}",
+            "keepFirst",
+            "Partial masks keep at least one character",
+        ),
+        (
+            "{type: Partial, keepFirst: 0, keepLast: 0}",
+            "keepFirst",
+            "Partial masks keep at least one",
+        ),
         ("{type: Fixed}", "value", "Fixed masks need value"),
-        ("{type: Hash}", "keySecretRef", "Hash masks need keySecretRef"),
-        ("{type: Noise, ratio: 2.5}", "ratio", "Noise masks need ratio"),
+        (
+            "{type: Hash}",
+            "keySecretRef",
+            "Hash masks need keySecretRef",
+        ),
+        (
+            "{type: Noise, ratio: 2.5}",
+            "ratio",
+            "Noise masks need ratio",
+        ),
         ("{type: Noise}", "ratio", "Noise masks need ratio"),
-        ("{type: Email, value: x}", "value", "value is only used by Fixed masks"),
-        ("{type: Redact, keepLast: 4}", "keepFirst", "only used by Partial masks"),
-        ("{type: Tokenize, length: 8}", "keySecretRef", "only used by Hash masks"),
+        (
+            "{type: Email, value: x}",
+            "value",
+            "value is only used by Fixed masks",
+        ),
+        (
+            "{type: Redact, keepLast: 4}",
+            "keepFirst",
+            "only used by Partial masks",
+        ),
+        (
+            "{type: Tokenize, length: 8}",
+            "keySecretRef",
+            "only used by Hash masks",
+        ),
         // Quoted: an unquoted `Null` is YAML's null, which the server refuses as a type
         // whenever other fields are set, before this rule is reached.
-        ("{type: 'Null', ratio: 0.1}", "ratio", "ratio is only used by Noise masks"),
+        (
+            "{type: 'Null', ratio: 0.1}",
+            "ratio",
+            "ratio is only used by Noise masks",
+        ),
     ];
     for (i, (mask, field, message)) in cases.iter().enumerate() {
         assert_refused(cp, &masking(&format!("bad-{i}"), mask), field, message);
@@ -204,7 +234,10 @@ fn assert_update_refused(cp: &ControlPlane, manifest: &str, field: &str, message
         Some(manifest),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the server accepted the update:\n{manifest}");
+    assert!(
+        !out.status.success(),
+        "the server accepted the update:\n{manifest}"
+    );
     assert!(
         stderr.contains(field) && stderr.contains(message),
         "expected `{field}` with `{message}`, the server said: {stderr}"
@@ -362,13 +395,26 @@ fn kubectl_get_shows_the_printer_columns() {
     let Some(cp) = cluster() else { return };
     assert_accepted(
         cp,
-        &policy("columns", "  rules:\n  - {name: a, action: Deny}\n").replace("host: db", "host: db.example"),
+        &policy("columns", "  rules:\n  - {name: a, action: Deny}\n")
+            .replace("host: db", "host: db.example"),
     );
     let plain = cp.kubectl_ok(&["-n", "ml", "get", "dbpolicy", "columns"]);
-    let header: Vec<&str> = plain.lines().next().unwrap_or_default().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "READY", "RULES", "INJECTED", "AGE"], "{plain}");
+    let header: Vec<&str> = plain
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "RULES", "INJECTED", "AGE"],
+        "{plain}"
+    );
     let wide = cp.kubectl_ok(&["-n", "ml", "get", "dbpolicy", "columns", "-o", "wide"]);
-    assert!(wide.lines().next().unwrap_or_default().contains("HOST"), "{wide}");
+    assert!(
+        wide.lines().next().unwrap_or_default().contains("HOST"),
+        "{wide}"
+    );
     assert!(wide.contains("db.example"), "{wide}");
     assert_accepted(cp, &masking("columns", "{type: Email}"));
     let masks = cp.kubectl_ok(&["-n", "ml", "get", "maskrule", "columns"]);
@@ -394,7 +440,10 @@ fn each_identity_is_who_the_server_authenticates() {
     };
     let admin = whoami(&cp.kubeconfig(Who::Admin));
     assert_eq!(admin["username"], "palisade-admin");
-    assert!(admin["groups"].to_string().contains("system:masters"), "{admin}");
+    assert!(
+        admin["groups"].to_string().contains("system:masters"),
+        "{admin}"
+    );
 
     let contractor = whoami(&cp.kubeconfig(Who::Contractor));
     assert_eq!(contractor["username"], CONTRACTOR_USER);
@@ -420,7 +469,10 @@ fn each_identity_is_who_the_server_authenticates() {
     // A token the issuer did not sign is refused by the server.
     let forged = cp.dir().join("forged.kubeconfig");
     let text = std::fs::read_to_string(&steward).unwrap();
-    let token_line = text.lines().find(|l| l.trim_start().starts_with("token:")).unwrap();
+    let token_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("token:"))
+        .unwrap();
     let token = token_line.trim_start().trim_start_matches("token:").trim();
     let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
     parts[2] = parts[2].chars().rev().collect();

@@ -36,8 +36,14 @@ fn objects(cp: &ControlPlane, manifest: &str) -> BTreeSet<(String, String, Strin
         .map(|o| {
             (
                 o["kind"].as_str().unwrap_or_default().to_string(),
-                o["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
-                o["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                o["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             )
         })
         .collect()
@@ -53,7 +59,10 @@ fn exists(cp: &ControlPlane, (kind, ns, name): &(String, String, String)) -> boo
         return true;
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("NotFound") || stderr.contains("not found"), "{stderr}");
+    assert!(
+        stderr.contains("NotFound") || stderr.contains("not found"),
+        "{stderr}"
+    );
     false
 }
 
@@ -65,12 +74,21 @@ fn the_chart_installs_upgrades_and_uninstalls_leaving_what_its_readme_says() {
     let chart = chart();
     let install = helm_ok(
         cp,
-        &["install", "palisade", &chart, "-n", NS, "--create-namespace"],
+        &[
+            "install",
+            "palisade",
+            &chart,
+            "-n",
+            NS,
+            "--create-namespace",
+        ],
     );
     // The NOTES are printed, with this release's namespace.
     assert!(install.contains("STATUS: deployed"), "{install}");
     assert!(
-        install.contains(&format!("kubectl -n {NS} rollout status deployment/palisade-operator")),
+        install.contains(&format!(
+            "kubectl -n {NS} rollout status deployment/palisade-operator"
+        )),
         "{install}"
     );
     let manifest = helm_ok(cp, &["get", "manifest", "palisade", "-n", NS]);
@@ -87,7 +105,10 @@ fn the_chart_installs_upgrades_and_uninstalls_leaving_what_its_readme_says() {
         "ServiceAccount",
         "Service",
     ] {
-        assert!(kinds.contains(kind), "the chart installed no {kind}: {kinds:?}");
+        assert!(
+            kinds.contains(kind),
+            "the chart installed no {kind}: {kinds:?}"
+        );
     }
     // The CRDs come from the chart's templates and are served.
     cp.kubectl_ok(&[
@@ -107,7 +128,17 @@ fn the_chart_installs_upgrades_and_uninstalls_leaving_what_its_readme_says() {
     // Upgrade with a changed value: the Deployment follows, the release moves to revision 2.
     let upgrade = helm_ok(
         cp,
-        &["upgrade", "palisade", &chart, "-n", NS, "--set", "logLevel=debug", "--set", "replicaCount=3"],
+        &[
+            "upgrade",
+            "palisade",
+            &chart,
+            "-n",
+            NS,
+            "--set",
+            "logLevel=debug",
+            "--set",
+            "replicaCount=3",
+        ],
     );
     assert!(upgrade.contains("REVISION: 2"), "{upgrade}");
     let deployment = cp
@@ -137,7 +168,8 @@ fn the_chart_installs_upgrades_and_uninstalls_leaving_what_its_readme_says() {
     );
     assert_eq!(left.len(), 3, "{left:?}");
     assert!(
-        cp.get_json(&["-n", "ml", "dbpolicy", "features-db"]).is_some(),
+        cp.get_json(&["-n", "ml", "dbpolicy", "features-db"])
+            .is_some(),
         "the policy went with the release"
     );
     // And the README's way to remove them works.
@@ -149,6 +181,9 @@ fn the_chart_installs_upgrades_and_uninstalls_leaving_what_its_readme_says() {
         "--wait=true",
     ]);
     for object in &left {
-        assert!(!exists(cp, object), "{object:?} survived the README's delete");
+        assert!(
+            !exists(cp, object),
+            "{object:?} survived the README's delete"
+        );
     }
 }

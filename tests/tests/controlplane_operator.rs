@@ -54,8 +54,7 @@ spec:
     )
 }
 
-const DENY_DROP: &str =
-    "  - {name: no-drop, match: {operations: [Drop]}, action: Deny, message: no DROP from workloads}\n";
+const DENY_DROP: &str = "  - {name: no-drop, match: {operations: [Drop]}, action: Deny, message: no DROP from workloads}\n";
 
 fn pod(ns: &str, name: &str, app: &str) -> String {
     format!(
@@ -82,13 +81,17 @@ fn condition(policy: &Value, type_: &str) -> Option<Value> {
 
 /// Waits until the policy's Ready condition has `status` for its current generation.
 fn wait_ready(cp: &ControlPlane, ns: &str, name: &str, status: &str) -> Value {
-    wait_for(WAIT, &format!("DatabasePolicy {ns}/{name} Ready={status}"), || {
-        let p = cp.get_json(&["-n", ns, "dbpolicy", name])?;
-        let ready = condition(&p, "Ready")?;
-        (ready["status"] == status
-            && ready["observedGeneration"] == p["metadata"]["generation"])
-            .then_some(p)
-    })
+    wait_for(
+        WAIT,
+        &format!("DatabasePolicy {ns}/{name} Ready={status}"),
+        || {
+            let p = cp.get_json(&["-n", ns, "dbpolicy", name])?;
+            let ready = condition(&p, "Ready")?;
+            (ready["status"] == status
+                && ready["observedGeneration"] == p["metadata"]["generation"])
+                .then_some(p)
+        },
+    )
 }
 
 fn events(cp: &ControlPlane, ns: &str, object: &str) -> Vec<Value> {
@@ -135,7 +138,13 @@ fn a_policy_is_rendered_by_server_side_apply_with_status_and_events() {
     let p = wait_ready(cp, ns, "orders", "True");
     assert_eq!(p["status"]["ruleCount"], 1, "{}", p["status"]);
     let cm = wait_for(WAIT, "ConfigMap palisade-policy-orders", || {
-        cp.get_json(&["-n", ns, "configmap", "palisade-policy-orders", "--show-managed-fields"])
+        cp.get_json(&[
+            "-n",
+            ns,
+            "configmap",
+            "palisade-policy-orders",
+            "--show-managed-fields",
+        ])
     });
     let rendered = policy_json(&cm);
     assert!(rendered.to_string().contains("no-drop"), "{rendered}");
@@ -156,7 +165,10 @@ fn a_policy_is_rendered_by_server_side_apply_with_status_and_events() {
         .iter()
         .filter_map(|e| e["reason"].as_str().map(str::to_string))
         .collect();
-    assert!(reasons.iter().any(|r| r == "Rendered"), "events: {reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r == "Rendered"),
+        "events: {reasons:?}"
+    );
 
     // A MaskingRule for the namespace's policies re-renders the ConfigMap.
     let before = cm["data"]["policy.json"].clone();
@@ -171,9 +183,11 @@ spec:
 ",
     )
     .unwrap();
-    let cm = wait_for(WAIT, "the ConfigMap re-rendered with the MaskingRule", || {
-        config_map(cp, ns, "orders").filter(|cm| cm["data"]["policy.json"] != before)
-    });
+    let cm = wait_for(
+        WAIT,
+        "the ConfigMap re-rendered with the MaskingRule",
+        || config_map(cp, ns, "orders").filter(|cm| cm["data"]["policy.json"] != before),
+    );
     let rendered = policy_json(&cm).to_string();
     assert!(
         rendered.contains("email") && rendered.contains("customers"),
@@ -196,10 +210,16 @@ spec:
     let ready = condition(&p, "Ready").unwrap();
     assert_eq!(ready["reason"], "InvalidSpec", "{ready}");
     assert!(
-        ready["message"].as_str().unwrap().contains("spec.rules[1].name"),
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.rules[1].name"),
         "{ready}"
     );
-    assert_eq!(config_map(cp, ns, "orders").unwrap()["data"]["policy.json"], good);
+    assert_eq!(
+        config_map(cp, ns, "orders").unwrap()["data"]["policy.json"],
+        good
+    );
     let out = cp.kubectl_ok(&["-n", ns, "get", "dbpolicy", "orders"]);
     assert!(out.contains("False"), "READY column: {out}");
 
@@ -228,7 +248,12 @@ fn a_pod_is_injected_through_the_real_webhook_and_runs_its_policy() {
     std::thread::sleep(Duration::from_secs(1));
     cp.apply(&pod(ns, "shop-1", "shop")).unwrap();
     let stored = cp.get_json(&["-n", ns, "pod", "shop-1"]).unwrap();
-    assert_eq!(sidecars(&stored), 1, "no sidecar in the stored pod: {}", stored["spec"]);
+    assert_eq!(
+        sidecars(&stored),
+        1,
+        "no sidecar in the stored pod: {}",
+        stored["spec"]
+    );
     assert!(
         stored["metadata"]["annotations"]["palisade.dev/injected"].is_string(),
         "{}",
@@ -243,7 +268,12 @@ fn a_pod_is_injected_through_the_real_webhook_and_runs_its_policy() {
     // Re-admission of the injected pod (same spec, new name) adds nothing.
     let mut again = stored.clone();
     let meta = again["metadata"].as_object_mut().unwrap();
-    for k in ["uid", "resourceVersion", "creationTimestamp", "managedFields"] {
+    for k in [
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "managedFields",
+    ] {
         meta.remove(k);
     }
     meta.insert("name".into(), "shop-2".into());
@@ -268,7 +298,8 @@ fn a_pod_is_injected_through_the_real_webhook_and_runs_its_policy() {
     .unwrap();
     pc.wait_listening(listen, Duration::from_secs(30)).unwrap();
     assert!(
-        pc.host_path("/etc/palisade/policies/shop-db/..data").is_symlink(),
+        pc.host_path("/etc/palisade/policies/shop-db/..data")
+            .is_symlink(),
         "the ConfigMap is not laid out like the kubelet's"
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -335,7 +366,10 @@ fn the_examples_give_a_deployments_pods_a_sidecar_with_truthful_status() {
     let p = wait_ready(cp, "ml", "features-db", "False");
     let ready = condition(&p, "Ready").unwrap();
     assert_eq!(ready["reason"], "SecretNotFound", "{ready}");
-    assert!(ready["message"].as_str().unwrap().contains("pg-ca"), "{ready}");
+    assert!(
+        ready["message"].as_str().unwrap().contains("pg-ca"),
+        "{ready}"
+    );
     // The controller manager's Deployment and ReplicaSet controllers create the pod; the API
     // server sends it through the webhook.
     let pod = wait_for(WAIT, "a trainer pod", || {
@@ -381,8 +415,20 @@ fn the_operator_and_the_sidecars_have_least_privilege() {
     let allowed: &[&[&str]] = &[
         &["list", "databasepolicies.palisade.dev", "-n", ns],
         &["watch", "databasepolicies.palisade.dev", "-n", ns],
-        &["get", "databasepolicies.palisade.dev", "-n", ns, "--subresource=status"],
-        &["patch", "databasepolicies.palisade.dev", "-n", ns, "--subresource=status"],
+        &[
+            "get",
+            "databasepolicies.palisade.dev",
+            "-n",
+            ns,
+            "--subresource=status",
+        ],
+        &[
+            "patch",
+            "databasepolicies.palisade.dev",
+            "-n",
+            ns,
+            "--subresource=status",
+        ],
         &["watch", "maskingrules.palisade.dev", "-n", ns],
         &["watch", "approvalrequests.palisade.dev", "-n", ns],
         &["create", "approvalrequests.palisade.dev", "-n", ns],
@@ -435,7 +481,13 @@ fn the_operator_and_the_sidecars_have_least_privilege() {
         // A sidecar must never decide or rewrite the requests it holds statements for.
         &["update", "approvalrequests.palisade.dev", "-n", ns],
         &["patch", "approvalrequests.palisade.dev", "-n", ns],
-        &["patch", "approvalrequests.palisade.dev", "-n", ns, "--subresource=status"],
+        &[
+            "patch",
+            "approvalrequests.palisade.dev",
+            "-n",
+            ns,
+            "--subresource=status",
+        ],
         &["delete", "approvalrequests.palisade.dev", "-n", ns],
         &["create", "approvalrequests.palisade.dev", "-n", "default"],
         &["get", "secrets", "-n", ns],
@@ -460,7 +512,11 @@ fn the_operator_and_the_sidecars_have_least_privilege() {
             }
         }
     }
-    assert!(wrong.is_empty(), "RBAC is not least privilege:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "RBAC is not least privilege:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -478,7 +534,10 @@ fn with_the_operator_down_pods_are_admitted_and_surfaced_once_it_is_back() {
     let created = std::time::Instant::now();
     cp.apply(&pod(ns, "bare-1", "outage"))
         .expect("failurePolicy Ignore admits the pod while the webhook is down");
-    assert!(created.elapsed() < Duration::from_secs(10), "admission waited for the timeout");
+    assert!(
+        created.elapsed() < Duration::from_secs(10),
+        "admission waited for the timeout"
+    );
     let stored = cp.get_json(&["-n", ns, "pod", "bare-1"]).unwrap();
     assert_eq!(sidecars(&stored), 0, "a sidecar without a webhook?");
 

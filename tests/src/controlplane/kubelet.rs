@@ -185,7 +185,11 @@ impl PodContainer {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!("{} exited ({status}); log:\n{}", self.container, self.logs());
+                bail!(
+                    "{} exited ({status}); log:\n{}",
+                    self.container,
+                    self.logs()
+                );
             }
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Ok(());
@@ -224,14 +228,27 @@ fn project(cp: &ControlPlane, pod: &Value, projected: &Value, dir: &Path) -> Res
     let mut data = BTreeMap::new();
     for source in projected["sources"].as_array().into_iter().flatten() {
         if let Some(token) = source.get("serviceAccountToken") {
-            let sa = pod["spec"]["serviceAccountName"].as_str().unwrap_or("default");
+            let sa = pod["spec"]["serviceAccountName"]
+                .as_str()
+                .unwrap_or("default");
             let out = cp.kubectl(
                 super::Who::Admin,
-                &["-n", namespace, "create", "token", sa, "--bound-object-kind=Pod",
-                  "--bound-object-name", pod["metadata"]["name"].as_str().unwrap_or_default()],
+                &[
+                    "-n",
+                    namespace,
+                    "create",
+                    "token",
+                    sa,
+                    "--bound-object-kind=Pod",
+                    "--bound-object-name",
+                    pod["metadata"]["name"].as_str().unwrap_or_default(),
+                ],
             );
             if !out.status.success() {
-                bail!("TokenRequest for {namespace}/{sa}: {}", String::from_utf8_lossy(&out.stderr));
+                bail!(
+                    "TokenRequest for {namespace}/{sa}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             let path = token["path"].as_str().unwrap_or("token").to_string();
             data.insert(path, out.stdout.trim_ascii_end().to_vec());
@@ -397,7 +414,10 @@ fn base64_decode(text: &str) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = 0u32;
     let mut bits = 0;
-    for b in text.bytes().filter(|b| !b.is_ascii_whitespace() && *b != b'=') {
+    for b in text
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace() && *b != b'=')
+    {
         let v = ALPHABET
             .iter()
             .position(|&a| a == b)

@@ -16,8 +16,8 @@ pub mod operator;
 use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -298,7 +298,12 @@ impl ControlPlane {
         cmd.arg("--data-dir")
             .arg(self.path("etcd"))
             .args(["--name", "default"])
-            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
             .args(["--listen-peer-urls", &peer_url])
             .args(["--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &format!("default={peer_url}")])
@@ -323,7 +328,10 @@ impl ControlPlane {
             .arg(format!("-issuer={}", self.issuer))
             .arg(format!("-tls-cert={}", self.path("issuer.crt").display()))
             .arg(format!("-tls-key={}", self.path("issuer.key").display()))
-            .arg(format!("-users={}", self.path("issuer-users.json").display()))
+            .arg(format!(
+                "-users={}",
+                self.path("issuer-users.json").display()
+            ))
             .arg(format!("-client-id={OIDC_CLIENT_ID}"))
             .arg(format!("-client-secret={}", self.oidc_secret()))
             .arg(format!("-redirect-uris={OIDC_REDIRECT}"));
@@ -385,26 +393,37 @@ jwt:
         )?;
         let p = |name: &str| self.path(name).display().to_string();
         let mut cmd = Command::new(self.bin.join("kube-apiserver"));
-        cmd.args(["--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1"])
-            .arg(format!("--secure-port={port}"))
-            .arg(format!("--etcd-servers={etcd}"))
-            .arg(format!("--tls-cert-file={}", p("apiserver.crt")))
-            .arg(format!("--tls-private-key-file={}", p("apiserver.key")))
-            .arg(format!("--client-ca-file={}", p("ca.crt")))
-            .arg(format!("--token-auth-file={}", p("tokens.csv")))
-            .arg(format!("--authentication-config={}", p("authentication.yaml")))
-            .arg("--authorization-mode=RBAC")
-            .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
-            .arg(format!("--service-account-key-file={}", p("sa.pub")))
-            .arg(format!("--service-account-signing-key-file={}", p("sa.key")))
-            // Only allocated, never routed: there is no kube-proxy.
-            .arg("--service-cluster-ip-range=10.96.0.0/16")
-            .arg("--allow-privileged=true")
-            // The `kubernetes` Service's endpoints would be 127.0.0.1, which the reconciler
-            // refuses; nothing in the tests reaches the API server through that Service.
-            .arg("--endpoint-reconciler-type=none")
-            .arg(format!("--cert-dir={}", p("apiserver-certs")))
-            .arg("--v=1");
+        cmd.args([
+            "--bind-address",
+            "127.0.0.1",
+            "--advertise-address",
+            "127.0.0.1",
+        ])
+        .arg(format!("--secure-port={port}"))
+        .arg(format!("--etcd-servers={etcd}"))
+        .arg(format!("--tls-cert-file={}", p("apiserver.crt")))
+        .arg(format!("--tls-private-key-file={}", p("apiserver.key")))
+        .arg(format!("--client-ca-file={}", p("ca.crt")))
+        .arg(format!("--token-auth-file={}", p("tokens.csv")))
+        .arg(format!(
+            "--authentication-config={}",
+            p("authentication.yaml")
+        ))
+        .arg("--authorization-mode=RBAC")
+        .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
+        .arg(format!("--service-account-key-file={}", p("sa.pub")))
+        .arg(format!(
+            "--service-account-signing-key-file={}",
+            p("sa.key")
+        ))
+        // Only allocated, never routed: there is no kube-proxy.
+        .arg("--service-cluster-ip-range=10.96.0.0/16")
+        .arg("--allow-privileged=true")
+        // The `kubernetes` Service's endpoints would be 127.0.0.1, which the reconciler
+        // refuses; nothing in the tests reaches the API server through that Service.
+        .arg("--endpoint-reconciler-type=none")
+        .arg(format!("--cert-dir={}", p("apiserver-certs")))
+        .arg("--v=1");
         self.spawn("kube-apiserver", cmd)
     }
 
@@ -446,7 +465,10 @@ jwt:
                  serviceaccount-token-controller,namespace-controller,deployment-controller,\
                  replicaset-controller,root-ca-certificate-publisher-controller",
             )
-            .arg(format!("--service-account-private-key-file={}", p("sa.key")))
+            .arg(format!(
+                "--service-account-private-key-file={}",
+                p("sa.key")
+            ))
             .arg(format!("--root-ca-file={}", p("ca.crt")))
             .arg("--use-service-account-credentials=true")
             .arg("--leader-elect=false")
@@ -462,7 +484,10 @@ jwt:
     fn bootstrap(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !self
-            .kubectl(Who::Admin, &["-n", "default", "get", "serviceaccount", "default"])
+            .kubectl(
+                Who::Admin,
+                &["-n", "default", "get", "serviceaccount", "default"],
+            )
             .status
             .success()
         {
@@ -491,7 +516,9 @@ jwt:
     }
 
     fn write_kubeconfig_admin(&self) -> Result<()> {
-        let (cert, key) = self.ca.issue_client("palisade-admin", Some("system:masters"));
+        let (cert, key) = self
+            .ca
+            .issue_client("palisade-admin", Some("system:masters"));
         self.kubeconfig_with_cert("admin", &cert, &key).map(drop)
     }
 
@@ -573,7 +600,9 @@ current-context: {name}
         let id = login_page
             .split_once("authRequestID=")
             .map(|(_, id)| id.to_string())
-            .ok_or_else(|| anyhow!("the authorization request did not lead to a login page: {login_page:?}"))?;
+            .ok_or_else(|| {
+                anyhow!("the authorization request did not lead to a login page: {login_page:?}")
+            })?;
         let callback = redirect_of(&[
             "--data-urlencode",
             &format!("username={username}"),
@@ -662,7 +691,11 @@ current-context: {name}
         self.apply_as(&self.kubeconfig(Who::Admin), manifest)
     }
 
-    pub fn apply_as(&self, kubeconfig: &Path, manifest: &str) -> std::result::Result<String, String> {
+    pub fn apply_as(
+        &self,
+        kubeconfig: &Path,
+        manifest: &str,
+    ) -> std::result::Result<String, String> {
         let out = self.kubectl_with(kubeconfig, &["apply", "-f", "-"], Some(manifest));
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -702,9 +735,11 @@ current-context: {name}
         let _ = self.apply(&format!(
             "{{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{{\"name\":\"{name}\"}}}}"
         ));
-        wait_for(Duration::from_secs(30), &format!("ServiceAccount {name}/default"), || {
-            self.get_json(&["-n", name, "serviceaccount", "default"])
-        });
+        wait_for(
+            Duration::from_secs(30),
+            &format!("ServiceAccount {name}/default"),
+            || self.get_json(&["-n", name, "serviceaccount", "default"]),
+        );
     }
 
     /// Installs the CRDs from `crds/` (server-side apply, as the README tells users) and waits
@@ -744,7 +779,12 @@ impl Drop for ControlPlane {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if let Some(mut w) = self.watchdog.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(mut w) = self
+            .watchdog
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             let _ = w.kill();
             let _ = w.wait();
         }
@@ -793,7 +833,10 @@ pub fn wait_tcp(port: u16, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
-            bail!("nothing listens on 127.0.0.1:{port} after {}s", timeout.as_secs());
+            bail!(
+                "nothing listens on 127.0.0.1:{port} after {}s",
+                timeout.as_secs()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -52,7 +52,8 @@ impl Operator {
             cp.apply(&object.to_string())
                 .map_err(|e| anyhow!("applying the chart's {}: {e}", object["kind"]))?;
         }
-        let kubeconfig = cp.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)?;
+        let kubeconfig =
+            cp.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)?;
 
         let cert_dir = cp.dir().join("webhook-tls");
         std::fs::create_dir_all(&cert_dir)?;
@@ -106,7 +107,10 @@ impl Operator {
                 return Ok(());
             }
             if !cp.running(PROCESS) {
-                bail!("the operator exited; its log ends:\n{}", cp.log_tail(PROCESS, 40));
+                bail!(
+                    "the operator exited; its log ends:\n{}",
+                    cp.log_tail(PROCESS, 40)
+                );
             }
             if Instant::now() > deadline {
                 bail!(
@@ -189,7 +193,10 @@ pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| anyhow!("not an HTTP response: {text:?}"))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
     Ok((status, body.to_string()))
 }
 
@@ -197,7 +204,11 @@ pub fn base64_encode(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
