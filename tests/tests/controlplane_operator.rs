@@ -512,6 +512,46 @@ fn the_operator_and_the_sidecars_have_least_privilege() {
             }
         }
     }
+    // The same questions with the identities' own tokens (SelfSubjectAccessReview), not
+    // impersonation: what the sidecar's mounted token and the operator's token can do.
+    let own_token = |kubeconfig: &std::path::Path, args: &[&str]| -> bool {
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        let out = cp.kubectl_with(kubeconfig, &all, None);
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    let sidecar_kc = cp.service_account_kubeconfig(ns, "default").unwrap();
+    let operator_kc = cp.kubeconfig(Who::Operator);
+    let status = [
+        "patch",
+        "databasepolicies.palisade.dev",
+        "-n",
+        ns,
+        "--subresource=status",
+    ];
+    for (kc, args, expect) in [
+        (
+            &sidecar_kc,
+            &["create", "approvalrequests.palisade.dev", "-n", ns][..],
+            true,
+        ),
+        (
+            &sidecar_kc,
+            &["update", "approvalrequests.palisade.dev", "-n", ns][..],
+            false,
+        ),
+        (&sidecar_kc, &["get", "secrets", "-n", ns][..], false),
+        (&operator_kc, &status[..], true),
+        (&operator_kc, &["list", "secrets", "-n", ns][..], false),
+    ] {
+        if own_token(kc, args) != expect {
+            wrong.push(format!(
+                "{} with its own token: {} expected {expect}",
+                kc.display(),
+                args.join(" ")
+            ));
+        }
+    }
     assert!(
         wrong.is_empty(),
         "RBAC is not least privilege:\n{}",
