@@ -71,6 +71,26 @@ spec:
     )
 }
 
+/// Creates the pod and returns it as stored once it was admitted with a sidecar. The webhook
+/// matches pods against its watch cache of policies, which may lag a new policy by a moment:
+/// a pod admitted before the cache has it gets no sidecar (and is reported), so the pod is
+/// re-created until the cache has caught up.
+fn create_injected_pod(cp: &ControlPlane, ns: &str, name: &str, app: &str) -> Value {
+    wait_for(
+        WAIT,
+        &format!("pod {ns}/{name} admitted with a sidecar"),
+        || {
+            cp.apply(&pod(ns, name, app)).unwrap();
+            let stored = cp.get_json(&["-n", ns, "pod", name])?;
+            if sidecars(&stored) == 0 {
+                cp.kubectl_ok(&["-n", ns, "delete", "pod", name, "--wait=true"]);
+                return None;
+            }
+            Some(stored)
+        },
+    )
+}
+
 fn condition(policy: &Value, type_: &str) -> Option<Value> {
     policy["status"]["conditions"]
         .as_array()?
@@ -244,10 +264,7 @@ fn a_pod_is_injected_through_the_real_webhook_and_runs_its_policy() {
     let cm = wait_for(WAIT, "ConfigMap palisade-policy-shop-db", || {
         config_map(cp, ns, "shop-db")
     });
-    // The webhook reads policies from its caches; wait until it has this one.
-    std::thread::sleep(Duration::from_secs(1));
-    cp.apply(&pod(ns, "shop-1", "shop")).unwrap();
-    let stored = cp.get_json(&["-n", ns, "pod", "shop-1"]).unwrap();
+    let stored = create_injected_pod(cp, ns, "shop-1", "shop");
     assert_eq!(
         sidecars(&stored),
         1,
@@ -390,7 +407,7 @@ fn the_operator_and_the_sidecars_have_least_privilege() {
     cp.apply(&policy(ns, "rbac-db", "rbac", 6432, 5432, DENY_DROP))
         .unwrap();
     wait_ready(cp, ns, "rbac-db", "True");
-    cp.apply(&pod(ns, "rbac-1", "rbac")).unwrap();
+    create_injected_pod(cp, ns, "rbac-1", "rbac");
     // The operator binds the sidecar Role to the injected pods' service accounts.
     wait_for(WAIT, "RoleBinding palisade-sidecar", || {
         cp.get_json(&["-n", ns, "rolebinding", "palisade-sidecar"])
