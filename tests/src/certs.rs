@@ -78,6 +78,34 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// A client certificate for Kubernetes' x509 authenticator, which takes the user name from
+    /// the subject's CommonName and the groups from its Organizations (`system:masters` makes
+    /// a cluster admin). One group only: rcgen keeps one value per attribute type.
+    /// Returns `(cert_pem, key_pem)`.
+    pub fn issue_client(&self, user: &str, group: Option<&str>) -> (String, String) {
+        let key = KeyPair::generate().expect("generate client key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params.distinguished_name.push(DnType::CommonName, user);
+        if let Some(group) = group {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, group);
+        }
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign client certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
 impl std::fmt::Debug for TestCa {
     /// Hand-written so the private key never ends up in a panic message.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

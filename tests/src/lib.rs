@@ -7,6 +7,7 @@
 //! process ([`sidecar::Sidecar`]).
 
 pub mod certs;
+pub mod controlplane;
 pub mod corpus;
 pub mod pg;
 pub mod sidecar;

@@ -327,7 +327,7 @@ pub fn sidecar_binary() -> PathBuf {
         if let Some(path) = std::env::var_os("PALISADE_SIDECAR_BIN") {
             return Ok(PathBuf::from(path));
         }
-        build_sidecar().map_err(|e| format!("{e:#}"))
+        build_workspace_binary("palisade-sidecar", "palisade-sidecar").map_err(|e| format!("{e:#}"))
     });
     match result {
         Ok(path) => path.clone(),
@@ -335,18 +335,30 @@ pub fn sidecar_binary() -> PathBuf {
     }
 }
 
-fn build_sidecar() -> Result<PathBuf> {
+/// The operator binary, built on first use like [`sidecar_binary`]
+/// (`PALISADE_OPERATOR_BIN` to use one built elsewhere).
+pub fn operator_binary() -> PathBuf {
+    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let result = BINARY.get_or_init(|| {
+        if let Some(path) = std::env::var_os("PALISADE_OPERATOR_BIN") {
+            return Ok(PathBuf::from(path));
+        }
+        build_workspace_binary("palisade-operator", "palisade-operator")
+            .map_err(|e| format!("{e:#}"))
+    });
+    match result {
+        Ok(path) => path.clone(),
+        Err(e) => panic!("could not build palisade-operator: {e}"),
+    }
+}
+
+/// `cargo build -p <package> --bin <bin>` with this crate's profile; the binary's path.
+fn build_workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
     let workspace = workspace_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&workspace)
-        .args([
-            "build",
-            "-p",
-            "palisade-sidecar",
-            "--bin",
-            "palisade-sidecar",
-        ])
+        .args(["build", "-p", package, "--bin", bin])
         // Diagnostics stay human-readable on stderr; stdout names the
         // artifact, which is exact even with `--target` or a target dir set
         // in a Cargo config file.
@@ -367,11 +379,11 @@ fn build_sidecar() -> Result<PathBuf> {
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|msg| msg["reason"] == "compiler-artifact")
-        .filter(|msg| msg["target"]["name"] == "palisade-sidecar")
+        .filter(|msg| msg["target"]["name"] == bin)
         .find_map(|msg| msg["executable"].as_str().map(PathBuf::from));
     let binary = match reported {
         Some(path) => path,
-        None => target_profile_dir()?.join("palisade-sidecar"),
+        None => target_profile_dir()?.join(bin),
     };
     if !binary.is_file() {
         bail!(
