@@ -5,6 +5,8 @@
 use kube::core::cel::{CompiledSchema, Validator, WarningKind, compile_schema, estimate_rule_cost};
 use serde_json::Value;
 
+mod cel_cases;
+
 /// The openAPIV3Schema of the CRD for `kind`.
 fn schema(kind: &str) -> Value {
     let crd = palisade_policy::crds()
@@ -83,64 +85,12 @@ fn the_shipped_examples_pass_every_rule() {
 
 #[test]
 fn database_policy_rules_name_the_field() {
-    let approval = "action: RequireApproval, approval: {approvers: {users: [bob, carol]}";
-    let cases = [
-        (
-            "  rules:\n  - {name: a, action: RequireApproval}\n".to_string(),
-            "approval",
-            "approval is required when action is RequireApproval",
-        ),
-        (
-            "  rules:\n  - {name: a, action: Deny, approval: {approvers: {users: [bob]}}}\n".into(),
-            "approval",
-            "only meaningful when action is RequireApproval",
-        ),
-        (
-            "  rules:\n  - {name: a, action: RequireApproval, approval: {minApprovals: 1}}\n".into(),
-            "approvers",
-            "approvers must name at least one group or user",
-        ),
-        (
-            format!("  rules:\n  - {{name: a, {approval}, minApprovals: 3}}}}\n"),
-            "minApprovals",
-            "minApprovals cannot exceed the number of approvers.users",
-        ),
-        (
-            format!("  rules:\n  - {{name: a, {approval}, timeout: 5 minutes}}}}\n"),
-            "timeout",
-            "must be a duration such as 30s, 5m or 1h30m",
-        ),
-        (
-            format!("  rules:\n  - {{name: a, {approval}, grantTtl: 1.5h}}}}\n"),
-            "grantTtl",
-            "must be a duration",
-        ),
-        (
-            "  rules:\n  - {name: a, action: Deny, match: {subjects: {serviceAccounts: [trainer]}}}\n".into(),
-            "serviceAccounts",
-            "service accounts are written namespace/name",
-        ),
-        (
-            "  audit: {sinks: [{stdout: {}, file: {path: /x}}]}\n".into(),
-            "sinks",
-            "a sink sets exactly one of stdout, file, http",
-        ),
-        (
-            "  audit: {sinks: [{}]}\n".into(),
-            "sinks",
-            "a sink sets exactly one of stdout, file, http",
-        ),
-        (
-            "  audit: {sinks: [{http: {url: 'ftp://siem'}}]}\n".into(),
-            "url",
-            "must be an http:// or https:// URL",
-        ),
-    ];
+    let cases = cel_cases::database_policy_refusals();
     for (tail, field, message) in cases {
         assert_rejected("DatabasePolicy", &policy(&tail), None, field, message);
     }
     // Groups have any number of members, so minApprovals is not bounded by them.
-    let ok = "  rules:\n  - {name: a, action: RequireApproval, approval: {approvers: {groups: [stewards], users: [bob]}, minApprovals: 3, timeout: 1h30m, grantTtl: 250ms}}\n  - {name: b, action: Deny, match: {subjects: {serviceAccounts: [ml/trainer]}}}\n";
+    let ok = cel_cases::DATABASE_POLICY_ACCEPTED;
     assert_eq!(
         errors("DatabasePolicy", &policy(ok), None),
         Vec::<String>::new()
@@ -149,67 +99,14 @@ fn database_policy_rules_name_the_field() {
 
 #[test]
 fn masking_rule_rules_tie_fields_to_mask_types() {
-    let cases = [
-        (
-            "{type: Partial}",
-            "keepFirst",
-            "Partial masks keep at least one character",
-        ),
-        (
-            "{type: Partial, keepFirst: 0, keepLast: 0}",
-            "keepFirst",
-            "Partial masks keep at least one",
-        ),
-        ("{type: Fixed}", "value", "Fixed masks need value"),
-        (
-            "{type: Hash}",
-            "keySecretRef",
-            "Hash masks need keySecretRef",
-        ),
-        (
-            "{type: Noise, ratio: 2.5}",
-            "ratio",
-            "Noise masks need ratio",
-        ),
-        ("{type: Noise}", "ratio", "Noise masks need ratio"),
-        (
-            "{type: Email, value: x}",
-            "value",
-            "value is only used by Fixed masks",
-        ),
-        (
-            "{type: Redact, keepLast: 4}",
-            "keepFirst",
-            "only used by Partial masks",
-        ),
-        (
-            "{type: Tokenize, length: 8}",
-            "keySecretRef",
-            "only used by Hash masks",
-        ),
-        (
-            "{type: Null, ratio: 0.1}",
-            "ratio",
-            "ratio is only used by Noise masks",
-        ),
-    ];
-    for (mask, field, message) in cases {
+    for (mask, field, message) in cel_cases::MASKING_RULE_REFUSALS {
         assert_rejected("MaskingRule", &masking(mask), None, field, message);
     }
-    // `to` is untyped, and a real API server refuses rules on untyped fields: whether it is
-    // set is the operator's check (tests/tests/controlplane_api.rs installs these CRDs).
-    for ok in [
-        "{type: Partial, keepLast: 4}",
-        "{type: Hash, keySecretRef: {name: k, key: hmac}, length: 12}",
-        "{type: Truncate, to: Year}",
-        "{type: Round, to: 0.5}",
-        "{type: Round, to: 1000}",
-        "{type: Noise, ratio: 0.1}",
-        "{type: Fixed, value: '***'}",
-        // `type: Null` unquoted is a YAML null: still the Null mask.
-        "{type: Null}",
-        "{}",
-    ] {
+    // `type: Null` unquoted is a YAML null: still the Null mask.
+    for ok in cel_cases::MASKING_RULE_ACCEPTED
+        .iter()
+        .chain(&["{type: Null}"])
+    {
         assert_eq!(
             errors("MaskingRule", &masking(ok), None),
             Vec::<String>::new(),

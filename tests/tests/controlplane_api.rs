@@ -8,6 +8,9 @@
 
 use std::sync::OnceLock;
 
+#[path = "../../operator/tests/cel_cases/mod.rs"]
+mod cel_cases;
+
 use palisade_tests::controlplane::{CONTRACTOR_GROUP, CONTRACTOR_USER, ControlPlane, STEWARD, Who};
 
 /// The shared control plane with the CRDs installed and namespace `ml`; `None` = skipped.
@@ -67,135 +70,20 @@ fn assert_accepted(cp: &ControlPlane, manifest: &str) {
 #[test]
 fn the_server_enforces_the_database_policy_rules() {
     let Some(cp) = cluster() else { return };
-    let approval = "action: RequireApproval, approval: {approvers: {users: [bob, carol]}";
-    let cases = [
-        (
-            "  rules:\n  - {name: a, action: RequireApproval}\n".to_string(),
-            "approval",
-            "approval is required when action is RequireApproval",
-        ),
-        (
-            "  rules:\n  - {name: a, action: Deny, approval: {approvers: {users: [bob]}}}\n".into(),
-            "approval",
-            "only meaningful when action is RequireApproval",
-        ),
-        (
-            "  rules:\n  - {name: a, action: RequireApproval, approval: {minApprovals: 1}}\n".into(),
-            "approvers",
-            "approvers must name at least one group or user",
-        ),
-        (
-            format!("  rules:\n  - {{name: a, {approval}, minApprovals: 3}}}}\n"),
-            "minApprovals",
-            "minApprovals cannot exceed the number of approvers.users",
-        ),
-        (
-            format!("  rules:\n  - {{name: a, {approval}, timeout: 5 minutes}}}}\n"),
-            "timeout",
-            "must be a duration such as 30s, 5m or 1h30m",
-        ),
-        (
-            format!("  rules:\n  - {{name: a, {approval}, grantTtl: 1.5h}}}}\n"),
-            "grantTtl",
-            "must be a duration",
-        ),
-        (
-            "  rules:\n  - {name: a, action: Deny, match: {subjects: {serviceAccounts: [trainer]}}}\n".into(),
-            "serviceAccounts",
-            "service accounts are written namespace/name",
-        ),
-        (
-            "  audit: {sinks: [{stdout: {}, file: {path: /x}}]}\n".into(),
-            "sinks",
-            "a sink sets exactly one of stdout, file, http",
-        ),
-        (
-            "  audit: {sinks: [{}]}\n".into(),
-            "sinks",
-            "a sink sets exactly one of stdout, file, http",
-        ),
-        (
-            "  audit: {sinks: [{http: {url: 'ftp://siem'}}]}\n".into(),
-            "url",
-            "must be an http:// or https:// URL",
-        ),
-    ];
+    let cases = cel_cases::database_policy_refusals();
     for (i, (tail, field, message)) in cases.iter().enumerate() {
         assert_refused(cp, &policy(&format!("bad-{i}"), tail), field, message);
     }
-    // Groups have any number of members, so minApprovals is not bounded by them.
-    let ok = "  rules:\n  - {name: a, action: RequireApproval, approval: {approvers: {groups: [stewards], users: [bob]}, minApprovals: 3, timeout: 1h30m, grantTtl: 250ms}}\n  - {name: b, action: Deny, match: {subjects: {serviceAccounts: [ml/trainer]}}}\n";
-    assert_accepted(cp, &policy("cel-ok", ok));
+    assert_accepted(cp, &policy("cel-ok", cel_cases::DATABASE_POLICY_ACCEPTED));
 }
 
 #[test]
 fn the_server_enforces_the_masking_rule_rules() {
     let Some(cp) = cluster() else { return };
-    let cases = [
-        (
-            "{type: Partial}",
-            "keepFirst",
-            "Partial masks keep at least one character",
-        ),
-        (
-            "{type: Partial, keepFirst: 0, keepLast: 0}",
-            "keepFirst",
-            "Partial masks keep at least one",
-        ),
-        ("{type: Fixed}", "value", "Fixed masks need value"),
-        (
-            "{type: Hash}",
-            "keySecretRef",
-            "Hash masks need keySecretRef",
-        ),
-        (
-            "{type: Noise, ratio: 2.5}",
-            "ratio",
-            "Noise masks need ratio",
-        ),
-        ("{type: Noise}", "ratio", "Noise masks need ratio"),
-        (
-            "{type: Email, value: x}",
-            "value",
-            "value is only used by Fixed masks",
-        ),
-        (
-            "{type: Redact, keepLast: 4}",
-            "keepFirst",
-            "only used by Partial masks",
-        ),
-        (
-            "{type: Tokenize, length: 8}",
-            "keySecretRef",
-            "only used by Hash masks",
-        ),
-        // Quoted: an unquoted `Null` is YAML's null, which the server refuses as a type
-        // whenever other fields are set, before this rule is reached.
-        (
-            "{type: 'Null', ratio: 0.1}",
-            "ratio",
-            "ratio is only used by Noise masks",
-        ),
-    ];
-    for (i, (mask, field, message)) in cases.iter().enumerate() {
+    for (i, (mask, field, message)) in cel_cases::MASKING_RULE_REFUSALS.iter().enumerate() {
         assert_refused(cp, &masking(&format!("bad-{i}"), mask), field, message);
     }
-    for (i, ok) in [
-        "{type: Partial, keepLast: 4}",
-        "{type: Hash, keySecretRef: {name: k, key: hmac}, length: 12}",
-        "{type: Truncate, to: Year}",
-        "{type: Round, to: 0.5}",
-        "{type: Noise, ratio: 0.1}",
-        "{type: Fixed, value: '***'}",
-        // Quoted: unquoted, `Null` is YAML's null, which the server refuses on `kubectl
-        // create` ("Unsupported value: null"); `kubectl apply` drops null fields, so the
-        // examples' unquoted `{type: Null}` gets the default (the Null mask) there.
-        "{type: 'Null'}",
-        "{}",
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, ok) in cel_cases::MASKING_RULE_ACCEPTED.iter().enumerate() {
         assert_accepted(cp, &masking(&format!("ok-{i}"), ok));
     }
 }
