@@ -81,19 +81,7 @@ fn pg_regress_through_the_sidecar_matches_direct() {
         "the direct run recorded results\n{summary}"
     );
 
-    let port = free_port();
-    let sidecar = Sidecar::start(SidecarOptions {
-        policy_yaml: common::policy(
-            port,
-            "127.0.0.1",
-            pg.port,
-            "    tls: {mode: Disable}",
-            "  defaultAction: Allow\n  onParseError: Deny",
-        ),
-        port,
-        ..Default::default()
-    })
-    .expect("sidecar starts");
+    let sidecar = sidecar_in_front(&pg, "  defaultAction: Allow\n  onParseError: Deny");
     let proxied = work.path().join("proxied");
     let (summary, diffs) = run(&pg, sidecar.port, &proxied, Some(&oracle));
     let failed: Vec<&str> = summary.lines().filter(|l| l.contains("FAILED")).collect();
@@ -117,19 +105,7 @@ fn pg_regress_through_the_sidecar_matches_direct() {
 
     // Under the example policy's guardrails, the suite differs only where a rule denies a
     // statement (and in what follows from that): no statement is refused as unreadable.
-    let port = free_port();
-    let guarded = Sidecar::start(SidecarOptions {
-        policy_yaml: common::policy(
-            port,
-            "127.0.0.1",
-            pg.port,
-            "    tls: {mode: Disable}",
-            GUARDRAILS,
-        ),
-        port,
-        ..Default::default()
-    })
-    .expect("sidecar starts");
+    let guarded = sidecar_in_front(&pg, GUARDRAILS);
     let (_, diffs) = run(
         &pg,
         guarded.port,
@@ -160,6 +136,17 @@ fn pg_regress_through_the_sidecar_matches_direct() {
         denied.len(),
         kept.display()
     );
+}
+
+/// A sidecar in front of `pg` with the policy spec `spec`.
+fn sidecar_in_front(pg: &PgCluster, spec: &str) -> Sidecar {
+    let port = free_port();
+    Sidecar::start(SidecarOptions {
+        policy_yaml: common::policy(port, "127.0.0.1", pg.port, "    tls: {mode: Disable}", spec),
+        port,
+        ..Default::default()
+    })
+    .expect("sidecar starts")
 }
 
 /// The deny rules of `examples/databasepolicy.yaml`.

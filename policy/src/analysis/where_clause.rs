@@ -7,8 +7,8 @@ use std::cmp::Ordering;
 
 use pg_query::NodeEnum;
 use pg_query::protobuf::{
-    AExpr, AExprKind, BoolExprType, BoolTestType, Node, NullTestType, SelectStmt, SetOperation,
-    SubLinkType, a_const,
+    AExpr, AExprKind, BoolExprType, BoolTestType, BooleanTest, Node, NullTestType, SelectStmt,
+    SetOperation, SubLinkType, a_const,
 };
 
 use super::columns::reference;
@@ -92,18 +92,7 @@ pub(super) fn is_tautology(expr: &Node, scope: &Scope<'_>) -> bool {
             }
             _ => false,
         },
-        Some(NodeEnum::BooleanTest(t)) => {
-            let arg = t.arg.as_deref();
-            match BoolTestType::try_from(t.booltesttype) {
-                Ok(BoolTestType::IsTrue | BoolTestType::IsNotFalse) => {
-                    arg.is_some_and(|a| is_tautology(a, scope))
-                }
-                Ok(BoolTestType::IsFalse | BoolTestType::IsNotTrue) => {
-                    arg.is_some_and(|a| is_contradiction(a, scope))
-                }
-                _ => false,
-            }
-        }
+        Some(NodeEnum::BooleanTest(t)) => boolean_test_always(t, true, scope),
         Some(NodeEnum::SubLink(s)) if s.sub_link_type == SubLinkType::ExistsSublink as i32 => {
             match s.subselect.as_deref().and_then(kind) {
                 Some(NodeEnum::SelectStmt(select)) => always_has_a_row(select, scope),
@@ -139,21 +128,28 @@ fn is_contradiction(expr: &Node, scope: &Scope<'_>) -> bool {
             },
             _ => false,
         },
-        Some(NodeEnum::BooleanTest(t)) => {
-            let arg = t.arg.as_deref();
-            match BoolTestType::try_from(t.booltesttype) {
-                Ok(BoolTestType::IsTrue | BoolTestType::IsNotFalse) => {
-                    arg.is_some_and(|a| is_contradiction(a, scope))
-                }
-                Ok(BoolTestType::IsFalse | BoolTestType::IsNotTrue) => {
-                    arg.is_some_and(|a| is_tautology(a, scope))
-                }
-                _ => false,
-            }
-        }
+        Some(NodeEnum::BooleanTest(t)) => boolean_test_always(t, false, scope),
         _ => false,
     };
     structural || constant(expr).and_then(truth) == Some(false)
+}
+
+/// Whether `x IS [NOT] TRUE/FALSE` is always `holds`: `x IS TRUE` holds when x always
+/// does, `x IS FALSE` when x never does.
+fn boolean_test_always(test: &BooleanTest, holds: bool, scope: &Scope<'_>) -> bool {
+    let Some(arg) = test.arg.as_deref() else {
+        return false;
+    };
+    let affirms = match BoolTestType::try_from(test.booltesttype) {
+        Ok(BoolTestType::IsTrue | BoolTestType::IsNotFalse) => true,
+        Ok(BoolTestType::IsFalse | BoolTestType::IsNotTrue) => false,
+        _ => return false,
+    };
+    if affirms == holds {
+        is_tautology(arg, scope)
+    } else {
+        is_contradiction(arg, scope)
+    }
 }
 
 /// `a IS NULL OR a IS NOT NULL`, `p OR NOT p`.
