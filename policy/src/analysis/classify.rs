@@ -2,7 +2,7 @@
 //! (no `_` arm): a kind added by a parser upgrade does not compile until it is classified.
 
 use pg_query::NodeEnum;
-use pg_query::protobuf::{Node, ObjectType, TransactionStmtKind};
+use pg_query::protobuf::{Node, ObjectType};
 
 use super::names;
 use super::query::{QueryKind, kind_name};
@@ -92,10 +92,7 @@ impl Walker<'_> {
             NodeEnum::VariableSetStmt(set) => self.set(set),
             NodeEnum::VariableShowStmt(_) => self.facts.op(Op::Show),
             NodeEnum::ConstraintsSetStmt(_) => self.facts.op(Op::Transaction),
-            NodeEnum::TransactionStmt(transaction) => {
-                self.facts.op(Op::Transaction);
-                let _ = TransactionStmtKind::try_from(transaction.kind);
-            }
+            NodeEnum::TransactionStmt(_) => self.facts.op(Op::Transaction),
 
             NodeEnum::LockStmt(lock) => {
                 self.facts.op(Op::Lock);

@@ -6,7 +6,7 @@
 //! that holds a query fails the statement: nothing in an expression goes unread.
 
 use pg_query::NodeEnum;
-use pg_query::protobuf::{CoercionForm, Node, SubLinkType, WindowDef};
+use pg_query::protobuf::{CoercionForm, Node, WindowDef};
 
 use super::ColumnName;
 use super::names;
@@ -256,9 +256,6 @@ impl Exprs<'_, '_, '_, '_> {
                 if let Some(query) = s.subselect.as_deref() {
                     self.subquery(query);
                 }
-                // `x = ANY (subquery)` with a user-named operator calls nothing new; the
-                // operator is not a function the policy names.
-                let _ = SubLinkType::try_from(s.sub_link_type);
             }
             NodeEnum::SelectStmt(_) => self.subquery(node),
             NodeEnum::CaseExpr(c) => {
