@@ -29,7 +29,7 @@ use crate::protocol::frame::{Header, message};
 use crate::protocol::results;
 use crate::protocol::startup::CancelKey;
 use crate::protocol::{backend, frontend};
-use crate::relay::Verdict;
+use crate::verdict::Verdict;
 use crate::syntax::SessionSyntax;
 
 const DENIED_TOKEN: &str = "PALISADE_DENIED_";
@@ -289,8 +289,10 @@ impl Governance {
         }
     }
 
-    pub fn masking_active(&self) -> bool {
-        self.masking.is_some()
+    /// Whether a client message other than Query and Parse must be held whole: masking
+    /// follows statements into portals and must see fast-path calls.
+    pub fn holds_client(&self, tag: u8) -> bool {
+        self.masking.is_some() && (Masking::holds_client(tag) || tag == frontend::FUNCTION_CALL)
     }
 
     /// Whether a server message must be held whole for masking.

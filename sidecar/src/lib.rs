@@ -15,3 +15,4 @@ pub mod session;
 pub mod syntax;
 pub mod tls;
 pub mod upstream;
+pub mod verdict;

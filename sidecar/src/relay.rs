@@ -19,10 +19,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::conn::Conn;
 use crate::govern::Governance;
-use crate::masking::Masking;
 use crate::metrics::SessionMetrics;
 use crate::protocol::frame::{FrameError, Header, MAX_MESSAGE_LEN, peek_header};
 use crate::protocol::{backend, frontend};
+use crate::verdict::Verdict;
 
 /// Stop reading a side while this much is waiting to be written to the other.
 const HIGH_WATER: usize = 256 * 1024;
@@ -40,16 +40,6 @@ pub enum RelayEnd {
     ServerIo(io::Error),
     ClientProtocol(FrameError),
     ServerProtocol(FrameError),
-}
-
-/// What becomes of one message.
-pub enum Verdict {
-    Forward,
-    Replace(Bytes),
-    Discard,
-    /// Send these bytes first and look at the message again once the session allows
-    /// (the masking catalog refresh): the message stays where it is, unread.
-    Defer(Bytes),
 }
 
 /// One direction of the relay: bytes read from its source, bytes due to its destination.
@@ -136,10 +126,7 @@ impl Side for FromClient {
         if matches!(tag, frontend::QUERY | frontend::PARSE) {
             return Some(st.governance.max_message_len());
         }
-        // Masking follows statements into portals and must see fast-path calls.
-        (st.governance.masking_active()
-            && (Masking::holds_client(tag) || tag == frontend::FUNCTION_CALL))
-            .then_some(MAX_MESSAGE_LEN)
+        st.governance.holds_client(tag).then_some(MAX_MESSAGE_LEN)
     }
 
     fn on_header(header: Header, st: &mut RelayState) -> Verdict {

@@ -29,7 +29,7 @@ use tracing::warn;
 use crate::protocol::frame::message;
 use crate::protocol::results::{self, Field};
 use crate::protocol::{backend, frontend};
-use crate::relay::Verdict;
+use crate::verdict::Verdict;
 use catalog::{CATALOG_QUERY, CatalogReader, Snapshot};
 pub use rows::RowMasker;
 

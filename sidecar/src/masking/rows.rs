@@ -9,7 +9,7 @@ use tracing::warn;
 use super::catalog::Snapshot;
 use super::null_mask;
 use crate::protocol::results::{self, Field};
-use crate::relay::Verdict;
+use crate::verdict::Verdict;
 
 /// OIDs below this are the system catalogs', which the snapshot leaves out: their columns
 /// are judged by name, through the statement's analysis, like computed ones.
