@@ -29,8 +29,8 @@ use crate::protocol::frame::{Header, message};
 use crate::protocol::results;
 use crate::protocol::startup::CancelKey;
 use crate::protocol::{backend, frontend};
-use crate::verdict::Verdict;
 use crate::syntax::SessionSyntax;
+use crate::verdict::Verdict;
 
 const DENIED_TOKEN: &str = "PALISADE_DENIED_";
 
