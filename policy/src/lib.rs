@@ -20,6 +20,7 @@ pub mod masking;
 pub mod model;
 pub mod render;
 pub mod selector;
+pub mod server_message;
 pub mod shape;
 mod validate;
 
