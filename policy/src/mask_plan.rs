@@ -89,6 +89,20 @@ const OPAQUE_FUNCTIONS: &[&str] = &[
     "lo_import",
 ];
 
+/// Functions that send a value somewhere the proxy cannot mask it: to other sessions
+/// (`pg_notify`), into a setting the server reports back or that later statements read
+/// (`set_config`), into the WAL (`pg_logical_emit_message`), a sequence (`setval`) or a
+/// large object (read back later by `loread`, which no result column traces).
+const SINK_FUNCTIONS: &[&str] = &[
+    "pg_notify",
+    "set_config",
+    "pg_logical_emit_message",
+    "setval",
+    "lo_from_bytea",
+    "lo_put",
+    "lowrite",
+];
+
 /// Catalog views that expose stored values (most-common values, histograms).
 const VALUE_CATALOGS: &[&str] = &[
     "pg_stats",
@@ -225,6 +239,35 @@ impl MaskRules {
                 ),
             });
         }
+        if let Some(why) = &info.opaque_code {
+            return Err(MaskDenial {
+                rule: self.columns[0].rule.clone(),
+                message: format!(
+                    "{why}; what it reads and where it sends values cannot be known while columns are masked for you"
+                ),
+            });
+        }
+        for relation in &info.hooks {
+            let mut found = Found::default();
+            self.collect(&whole(relation), &info.read, path, catalog, 0, &mut found);
+            deny(
+                &found,
+                "triggers, rules and policies run later, out of the proxy's sight, on the rows of",
+            )?;
+        }
+        if let Some(sink) = info.functions.iter().find(|f| {
+            let (schema, bare) = f.rsplit_once('.').unwrap_or(("pg_catalog", f));
+            schema == "pg_catalog" && SINK_FUNCTIONS.contains(&bare)
+        }) {
+            // Any masked column the statement reads may be what it sends: the sink's
+            // arguments can reach it through subqueries, CTEs and joins alike.
+            deny(
+                &masked(&mut info.columns.iter()),
+                &format!(
+                    "the statement calls {sink}(), which sends values where the proxy cannot mask them, and reads"
+                ),
+            )?;
+        }
         if let Some(relation) = info.read.iter().find(|r| {
             VALUE_CATALOGS.contains(&r.name.as_str())
                 && r.schema.as_deref().is_none_or(|s| s == "pg_catalog")
@@ -250,8 +293,48 @@ impl MaskRules {
                 "predicates: Deny forbids filtering, joining, grouping or sorting on",
             )?;
         }
-        let outputs = self.outputs(&info.outputs, &info.read, path, catalog)?;
-        Ok(outputs)
+        let mut plan = self.outputs(&info.outputs, &info.read, path, catalog)?;
+        plan.in_play = info
+            .read
+            .iter()
+            .chain(&info.written)
+            .any(|relation| self.relation_masked(relation, path, catalog))
+            || !masked(&mut info.columns.iter()).hits.is_empty();
+        Ok(plan)
+    }
+
+    /// Whether any column of `relation` (a view: any column it reads) is masked.
+    pub fn relation_masked(
+        &self,
+        relation: &RelationName,
+        path: &SearchPath,
+        catalog: &Catalog,
+    ) -> bool {
+        self.column_masked(relation, "*", path, catalog)
+    }
+
+    /// Whether `column` of `relation` is masked (through views, to stored columns); a
+    /// relation the snapshot does not know is judged by name.
+    pub fn column_masked(
+        &self,
+        relation: &RelationName,
+        column: &str,
+        path: &SearchPath,
+        catalog: &Catalog,
+    ) -> bool {
+        let mut found = Found::default();
+        let col = ColumnName {
+            relation: Some(relation.clone()),
+            column: column.to_string(),
+        };
+        self.collect(&col, &BTreeSet::new(), path, catalog, 0, &mut found);
+        !found.hits.is_empty()
+    }
+
+    /// Whether a column of this name is masked in any relation (what a message that does
+    /// not name its table may be about).
+    pub fn any_column_named(&self, column: &str) -> bool {
+        self.columns.iter().any(|r| r.column.matches(column))
     }
 
     /// The plan for result columns whose provenance is `outputs` (a statement's own, or a
@@ -394,6 +477,14 @@ impl MaskRules {
     }
 }
 
+/// Every column of `relation`.
+fn whole(relation: &RelationName) -> ColumnName {
+    ColumnName {
+        relation: Some(relation.clone()),
+        column: "*".to_string(),
+    }
+}
+
 fn hash_key(mask: &Mask, key_for: KeyLookup<'_>) -> Result<Option<Arc<[u8]>>, String> {
     match mask {
         Mask::Hash { key_secret_ref, .. } => key_for(key_secret_ref).map(Some),
@@ -477,6 +568,9 @@ pub struct StatementPlan {
     /// The mask for a computed result column that cannot be matched to its output (a `*`
     /// of unknown width before it): whatever any output may carry.
     pub fallback: Option<ResolvedMask>,
+    /// The statement reads or writes a relation with masked columns: the server's error
+    /// and notice texts about it may carry their values ([`crate::server_message`]).
+    pub in_play: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -152,8 +152,8 @@ impl Governance {
                     MaskStep::Go(planned) => {
                         if let Some(m) = &mut self.masking {
                             match planned {
-                                Some((statements, plans)) => m.on_query(&statements, plans),
-                                None => m.on_query(&[], Vec::new()),
+                                Some((statements, plans)) => m.on_query(&text, &statements, plans),
+                                None => m.on_query(&text, &[], Vec::new()),
                             }
                         }
                     }
@@ -191,8 +191,10 @@ impl Governance {
                         if let Some(m) = &mut self.masking {
                             let name = String::from_utf8_lossy(name).into_owned();
                             match planned {
-                                Some((statements, plans)) => m.on_parse(name, &statements, plans),
-                                None => m.on_parse(name, &[], Vec::new()),
+                                Some((statements, plans)) => {
+                                    m.on_parse(name, &text, &statements, plans)
+                                }
+                                None => m.on_parse(name, &text, &[], Vec::new()),
                             }
                         }
                     }
@@ -350,7 +352,7 @@ impl Governance {
             self.syntax.observe(name, value);
         }
         match &mut self.masking {
-            Some(m) => m.on_server_message(msg),
+            Some(m) => m.on_server_message(msg, &self.path),
             None => Verdict::Forward,
         }
     }
@@ -504,11 +506,14 @@ impl Governance {
             self.rows = 0;
             return Verdict::Replace(error);
         }
-        let Some(text) = error_message_field(&msg[5..]) else {
-            return Verdict::Forward;
-        };
-        let Some(at) = text.find(DENIED_TOKEN) else {
-            return Verdict::Forward;
+        let denial = error_message_field(&msg[5..])
+            .and_then(|text| text.find(DENIED_TOKEN).map(|at| (text, at)));
+        let Some((text, at)) = denial else {
+            // The server's own error: while masked columns are in play, made safe.
+            return match &self.masking {
+                Some(m) => m.safe_message(msg, &self.path),
+                None => Verdict::Forward,
+            };
         };
         let digits: String = text[at + DENIED_TOKEN.len()..]
             .chars()
@@ -520,7 +525,10 @@ impl Governance {
             .and_then(|id: u32| self.denials.remove(&id))
         {
             Some(error) => Verdict::Replace(error),
-            None => Verdict::Forward,
+            None => match &self.masking {
+                Some(m) => m.safe_message(msg, &self.path),
+                None => Verdict::Forward,
+            },
         }
     }
 

@@ -691,3 +691,277 @@ async fn the_row_limit_holds_for_masked_results() {
         3
     );
 }
+
+/// Statements that make PostgreSQL write stored values into its own messages: cast and
+/// conversion errors (in the select list and in WHERE), constraint violations that print
+/// the failing row or key. Each with the SQLSTATE the client must still get.
+const SERVER_MESSAGES: &[(&str, &str)] = &[
+    ("SELECT ssn::int FROM customers", "22P02"),
+    ("SELECT id FROM customers WHERE ssn::int > 0", "22P02"),
+    (
+        "SELECT id FROM customers WHERE email::text::numeric > 0",
+        "22P02",
+    ),
+    ("SELECT birth::text::int FROM customers", "22P02"),
+    ("SELECT uid::text::bigint FROM customers", "22P02"),
+    ("SELECT ssn::json FROM customers", "22P02"),
+    ("SELECT ('<' || ssn)::xml FROM customers", "2200N"),
+    ("SELECT phone::int4range FROM customers", "22P02"),
+    ("SELECT to_date(ssn, 'YYYY-MM-DD') FROM customers", "22008"),
+    (
+        "UPDATE customers SET name = repeat('x', 30) WHERE id = 1",
+        "23514",
+    ),
+    ("UPDATE customers SET name = NULL WHERE id = 2", "23502"),
+    (
+        "INSERT INTO customers (id, name, ssn) VALUES (3, 'Zed', '123-45-6789')",
+        "23505",
+    ),
+];
+
+/// Statements that would send masked values where the proxy cannot mask them: a
+/// notification, a setting the server reports back, a sequence, a large object, code
+/// that runs out of sight (DO blocks, triggers, rules, policies, unreadable functions).
+const SIDE_CHANNELS: &[&str] = &[
+    "SELECT pg_notify('leak', email) FROM customers",
+    "SELECT pg_notify('leak', (SELECT ssn FROM customers LIMIT 1))",
+    "WITH c AS (SELECT email AS e FROM customers) SELECT pg_notify('leak', e::text) FROM c",
+    "SELECT pg_notify('leak', x) FROM (SELECT ssn AS x FROM customers) s",
+    "SELECT set_config('application_name', ssn, false) FROM customers",
+    "SELECT pg_catalog.set_config('palisade.x', email::text, true) FROM customers",
+    "SELECT setval('leak_seq', length(ssn)) FROM customers",
+    "SELECT lo_from_bytea(0, convert_to(ssn, 'UTF8')) FROM customers",
+    "DO $$ DECLARE v text; BEGIN SELECT email INTO v FROM customers LIMIT 1; RAISE NOTICE '%', v; END $$",
+    "DO $$ BEGIN RAISE NOTICE '%', (SELECT ssn FROM contacts LIMIT 1); END $$",
+    "DO $$ BEGIN EXECUTE 'SELECT 1'; END $$",
+    "DO $$ DECLARE r record; BEGIN FOR r IN EXECUTE 'SELECT ssn FROM customers' LOOP RAISE NOTICE '%', r.ssn; END LOOP; END $$",
+    "CREATE FUNCTION leak_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('leak', (SELECT email FROM customers LIMIT 1)); RETURN NEW; END $$",
+    "CREATE FUNCTION leak_sql() RETURNS text LANGUAGE sql AS 'SELECT ssn FROM customers LIMIT 1'",
+    "CREATE FUNCTION leak_py() RETURNS text LANGUAGE plpython3u AS 'return 1'",
+    "CREATE TRIGGER leak AFTER UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()",
+    "CREATE RULE leak AS ON UPDATE TO customers DO ALSO NOTIFY leak",
+    "CREATE POLICY leak ON customers USING (true)",
+];
+
+/// Constraints whose violations print values, added as the table's owner.
+const CONSTRAINTS: &str = "
+ALTER TABLE customers ADD CONSTRAINT name_short CHECK (length(name) < 20);
+ALTER TABLE customers ALTER COLUMN name SET NOT NULL;
+CREATE UNIQUE INDEX customers_ssn_key ON customers (ssn);
+CREATE UNIQUE INDEX customers_name_key ON customers (name);
+CREATE SEQUENCE leak_seq;
+GRANT ALL ON SEQUENCE leak_seq TO trust_user;
+";
+
+/// SQLSTATE, message and detail of a failed statement.
+fn error_fields(e: &tokio_postgres::Error) -> (String, String, String) {
+    match e.as_db_error() {
+        Some(db) => (
+            db.code().code().to_string(),
+            db.message().to_string(),
+            db.detail().unwrap_or_default().to_string(),
+        ),
+        None => (String::new(), e.to_string(), String::new()),
+    }
+}
+
+#[tokio::test]
+async fn server_messages_never_carry_masked_values() {
+    let db = "masking_messages";
+    let s = setup(db).await;
+    PgCluster::shared().psql(db, CONSTRAINTS).unwrap();
+    let client = connect(&conn_str(s.port, TRUST_USER, db)).await.unwrap();
+    take(&s.seen);
+    let mut failures = Vec::new();
+    let mut tried = 0;
+    for (sql, code) in SERVER_MESSAGES {
+        for mode in ["simple/text", "extended/binary", "extended/text"] {
+            tried += 1;
+            let result = match mode {
+                "simple/text" => simple(&client, sql).await,
+                "extended/binary" => binary(&client, sql).await,
+                _ => extended_text(s.port, TRUST_USER, db, sql).await,
+            };
+            let leaked = leaks(&take(&s.seen));
+            if !leaked.is_empty() {
+                failures.push(format!("{mode} {sql}: LEAKED {leaked:?}"));
+            }
+            match result {
+                Err((got, _)) if got == *code => {}
+                other => failures.push(format!("{mode} {sql}: expected {code}, got {other:?}")),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {tried} attempts failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    // A rewritten message keeps its shape, with the value replaced.
+    let e = client
+        .simple_query("SELECT ssn::int FROM customers")
+        .await
+        .unwrap_err();
+    let (_, message, _) = error_fields(&e);
+    assert_eq!(
+        message, r#"invalid input syntax for type integer: "[REDACTED]""#,
+        "{message}"
+    );
+    let e = client
+        .simple_query("UPDATE customers SET name = repeat('x', 30) WHERE id = 1")
+        .await
+        .unwrap_err();
+    let (_, message, detail) = error_fields(&e);
+    assert!(message.contains("name_short"), "{message}");
+    assert_eq!(detail, "Failing row contains ([REDACTED]).", "{detail}");
+    // Messages that carry no masked value keep the server's text: a unique violation on
+    // a column that is not masked, a syntax error, an arithmetic error.
+    let e = client
+        .simple_query("INSERT INTO customers (id, name) VALUES (3, 'Ada')")
+        .await
+        .unwrap_err();
+    let (code, message, detail) = error_fields(&e);
+    assert_eq!(code, "23505");
+    assert!(message.contains("customers_name_key"), "{message}");
+    assert_eq!(detail, "Key (name)=(Ada) already exists.");
+    let e = client
+        .simple_query("SELEC email FROM customers")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_fields(&e),
+        (
+            "42601".into(),
+            r#"syntax error at or near "SELEC""#.into(),
+            String::new()
+        )
+    );
+    let e = client
+        .query("SELECT email, 1 / (id - 1) FROM customers", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(error_fields(&e).1, "division by zero");
+    let e = client
+        .simple_query("SELECT * FROM no_such_table")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_fields(&e).1,
+        r#"relation "no_such_table" does not exist"#
+    );
+    // The session is still usable.
+    assert_eq!(simple(&client, "SELECT email FROM customers").await, Ok(2));
+    assert!(leaks(&take(&s.seen)).is_empty());
+
+    // An exempt subject gets the server's own text for the same statements.
+    let exempt = connect(&conn_str(s.port, SUPERUSER, db)).await.unwrap();
+    let e = exempt
+        .simple_query("SELECT ssn::int FROM customers")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_fields(&e).1,
+        r#"invalid input syntax for type integer: "123-45-6789""#
+    );
+    let e = exempt
+        .simple_query("UPDATE customers SET name = repeat('x', 30) WHERE id = 1")
+        .await
+        .unwrap_err();
+    assert!(error_fields(&e).2.contains("ada.lovelace"), "{e:?}");
+}
+
+#[tokio::test]
+async fn side_channels_out_of_the_proxys_reach_are_refused() {
+    let db = "masking_channels";
+    let s = setup(db).await;
+    PgCluster::shared().psql(db, CONSTRAINTS).unwrap();
+    let client = connect(&conn_str(s.port, TRUST_USER, db)).await.unwrap();
+    client.batch_execute("LISTEN leak").await.unwrap();
+    take(&s.seen);
+    let mut failures = Vec::new();
+    for sql in SIDE_CHANNELS {
+        for mode in ["simple/text", "extended/binary"] {
+            let result = match mode {
+                "simple/text" => simple(&client, sql).await,
+                _ => binary(&client, sql).await,
+            };
+            let leaked = leaks(&take(&s.seen));
+            if !leaked.is_empty() {
+                failures.push(format!("{mode} {sql}: LEAKED {leaked:?}"));
+            }
+            match result {
+                Err((code, message)) if code == "42501" && message.contains("masking") => {}
+                other => failures.push(format!(
+                    "{mode} {sql}: expected a masking denial, got {other:?}"
+                )),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} attempts failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // What stays allowed: a notification, a setting and code that read no masked column.
+    for sql in [
+        "SELECT pg_notify('leak', name) FROM customers WHERE id = 1",
+        "SELECT set_config('application_name', 'reports', false)",
+        "DO $$ BEGIN RAISE NOTICE 'hello'; END $$",
+        "CREATE TEMP TABLE scratch (v text)",
+        "CREATE TRIGGER t BEFORE UPDATE ON scratch FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()",
+    ] {
+        assert!(simple(&client, sql).await.is_ok(), "{sql}");
+    }
+    assert!(leaks(&take(&s.seen)).is_empty());
+
+    // Nothing a refusal stopped happened.
+    let left = PgCluster::shared()
+        .psql(
+            db,
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'customers'::regclass; \
+             SELECT count(*) FROM pg_rules WHERE tablename = 'customers'; \
+             SELECT count(*) FROM pg_proc WHERE proname LIKE 'leak%';",
+        )
+        .unwrap();
+    assert_eq!(
+        left.split_whitespace().filter(|w| *w == "0").count(),
+        3,
+        "{left}"
+    );
+}
+
+#[tokio::test]
+async fn notifications_from_elsewhere_pass_through_the_detectors() {
+    let db = "masking_notify";
+    let s = setup(db).await;
+    let mut raw = common::RawClient::connect(s.port).await;
+    raw.startup(TRUST_USER, db).await;
+    raw.query(b"LISTEN signups").await;
+    take(&s.seen);
+    // Sent by a connection that does not go through the sidecar (another app, a trigger).
+    PgCluster::shared()
+        .psql(
+            db,
+            "SELECT pg_notify('signups', 'new: ada.lovelace@planted.example card 4111 1111 1111 1111')",
+        )
+        .unwrap();
+    let mut payload = None;
+    for _ in 0..50 {
+        raw.query(b"SELECT 1").await;
+        let bytes = take(&s.seen);
+        assert!(leaks(&bytes).is_empty(), "{:?}", leaks(&bytes));
+        if let Some(at) = bytes.windows(8).position(|w| w == b"signups\0") {
+            let rest = &bytes[at + 8..];
+            let end = rest.iter().position(|&b| b == 0).unwrap();
+            payload = Some(String::from_utf8_lossy(&rest[..end]).into_owned());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let payload = payload.expect("the notification arrived");
+    assert!(payload.starts_with("new: "), "{payload}");
+    assert!(payload.contains("[REDACTED]"), "{payload}");
+}

@@ -192,19 +192,22 @@ impl Walker<'_> {
             NodeEnum::CreatePolicyStmt(create) => {
                 self.facts.op(Op::Create);
                 if let Some(table) = &create.table {
-                    self.write(table);
+                    let table = self.write(table);
+                    self.facts.hook(table);
                 }
             }
             NodeEnum::AlterPolicyStmt(alter) => {
                 self.facts.op(Op::Alter);
                 if let Some(table) = &alter.table {
-                    self.write(table);
+                    let table = self.write(table);
+                    self.facts.hook(table);
                 }
             }
             NodeEnum::RuleStmt(rule) => {
                 self.facts.op(Op::Create);
                 if let Some(relation) = &rule.relation {
-                    self.write(relation);
+                    let relation = self.write(relation);
+                    self.facts.hook(relation);
                 }
                 // The rule's actions run later, as the statements they are.
                 for action in &rule.actions {
@@ -214,7 +217,8 @@ impl Walker<'_> {
             NodeEnum::CreateTrigStmt(create) => {
                 self.facts.op(Op::Create);
                 if let Some(relation) = &create.relation {
-                    self.write(relation);
+                    let relation = self.write(relation);
+                    self.facts.hook(relation);
                 }
                 if let Some(referenced) = &create.constrrel {
                     self.read(referenced);

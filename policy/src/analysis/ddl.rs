@@ -226,8 +226,8 @@ impl Walker<'_> {
         if let Some(sql_body) = create.sql_body.as_deref() {
             self.sql_body(sql_body);
         }
-        if let Some(body) = body {
-            match language.as_str() {
+        match body {
+            Some(body) => match language.as_str() {
                 "sql" => self.embedded("sql", Code::Sql(&body)),
                 "plpgsql" => {
                     let definition = NodeEnum::CreateFunctionStmt(Box::new(create.clone()))
@@ -239,8 +239,13 @@ impl Walker<'_> {
                             .fail(format!("cannot read the function's PL/pgSQL body: {e}")),
                     }
                 }
-                _ => {}
-            }
+                other => self.embedded(other, Code::Sql(&body)),
+            },
+            // A C function (`AS 'file', 'symbol'`), or one whose body is parsed above.
+            None if create.sql_body.is_none() => self
+                .facts
+                .opaque_code(format!("code in language {language} cannot be read")),
+            None => {}
         }
     }
 
@@ -263,18 +268,28 @@ impl Walker<'_> {
     /// its columns count as copied too.
     ///
     /// Code that cannot be read stays opaque, as code the proxy cannot see always was:
-    /// the statement keeps its `Do` (never treated as harmless) or `Create`. That is code
-    /// the server refuses too (a body that does not compile: `DO` fails, and so does
-    /// `CREATE FUNCTION` under the default `check_function_bodies`), code in another
-    /// language, and trigger functions, whose tree libpg_query 18.1 does not hand over.
+    /// the statement keeps its `Do` (never treated as harmless) or `Create`, and says why
+    /// in `opaque_code` (masking refuses it). That is code the server refuses too (a body
+    /// that does not compile: `DO` fails, and so does `CREATE FUNCTION` under the default
+    /// `check_function_bodies`), code in another language, trigger functions, whose tree
+    /// libpg_query 18.1 does not hand over, and dynamic SQL.
     fn embedded(&mut self, language: &str, code: Code<'_>) {
-        let statements = match (language, code) {
-            ("sql", Code::Sql(sql)) => super::analyze(sql).ok(),
-            ("plpgsql", code) => plpgsql::statements(code).ok(),
-            _ => None,
+        let read = match (language, code) {
+            ("sql", Code::Sql(_)) | ("plpgsql", _) => plpgsql::read(code),
+            _ => Err(format!("code in language {language} cannot be read")),
         };
-        for info in statements.into_iter().flatten() {
-            self.facts.absorb(info);
+        match read {
+            Ok(read) => {
+                if read.dynamic {
+                    self.facts.opaque_code(
+                        "the code runs dynamic SQL (EXECUTE of a string built at run time)",
+                    );
+                }
+                for info in read.statements {
+                    self.facts.absorb(info);
+                }
+            }
+            Err(why) => self.facts.opaque_code(why),
         }
     }
 }

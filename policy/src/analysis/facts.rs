@@ -65,6 +65,18 @@ impl Facts {
         self.info.functions.insert(name);
     }
 
+    /// Code the statement runs or defines cannot be read; the first reason is kept.
+    pub fn opaque_code(&mut self, why: impl Into<String>) {
+        if self.info.opaque_code.is_none() {
+            self.info.opaque_code = Some(why.into());
+        }
+    }
+
+    /// Code attached to `relation` that runs later on its rows (trigger, rule, policy).
+    pub fn hook(&mut self, relation: RelationName) {
+        self.info.hooks.insert(relation);
+    }
+
     pub fn without_where(&mut self) {
         self.info.without_where = true;
     }
@@ -110,6 +122,10 @@ impl Facts {
         if embedded.search_path.is_some() {
             self.search_path(SearchPathChange::Unknown);
         }
+        if let Some(why) = embedded.opaque_code {
+            self.opaque_code(why);
+        }
+        self.info.hooks.extend(embedded.hooks);
     }
 
     /// Marks the statement unanalysable; the first reason is the one reported.

@@ -105,6 +105,13 @@ pub struct StatementInfo {
     pub defines: Option<Named>,
     /// The cursor a FETCH reads or the prepared statement an EXECUTE runs.
     pub uses: Option<Named>,
+    /// Why some code the statement runs or defines cannot be read: dynamic SQL (`EXECUTE`
+    /// of a string built at run time), a body the parser cannot read, another language.
+    /// What that code reads and where it sends values are unknown.
+    pub opaque_code: Option<String>,
+    /// Relations the statement attaches code to that runs later, out of the proxy's sight,
+    /// on their rows: triggers, rules, row-level security policies.
+    pub hooks: BTreeSet<RelationName>,
 }
 
 /// One result column, traced to what its values are read or computed from.

@@ -25,17 +25,38 @@ pub(super) enum Code<'a> {
 const SQL_STATEMENT: i64 = 0;
 const EXPRESSION: i64 = 2;
 
-/// The statements the code runs and the expressions it evaluates (each as `SELECT expr`).
-pub(super) fn statements(code: Code<'_>) -> Result<Vec<StatementInfo>, String> {
+/// What reading the code found.
+pub(super) struct ReadCode {
+    /// The statements it runs and the expressions it evaluates (each as `SELECT expr`).
+    pub statements: Vec<StatementInfo>,
+    /// It runs dynamic SQL: statements built at run time, which no reading can see.
+    pub dynamic: bool,
+}
+
+/// PL/pgSQL statements that run a string as SQL (`EXECUTE`, `FOR … IN EXECUTE`), and
+/// the key under which `OPEN … FOR EXECUTE` and `RETURN QUERY EXECUTE` keep that string.
+const DYNAMIC_STATEMENTS: &[&str] = &["PLpgSQL_stmt_dynexecute", "PLpgSQL_stmt_dynfors"];
+const DYNAMIC_QUERY: &str = "dynquery";
+
+/// Reads the code: every statement and expression in it, and whether it runs dynamic SQL.
+pub(super) fn read(code: Code<'_>) -> Result<ReadCode, String> {
     let definition = match code {
         Code::DoBlock(body) => wrap_do_block(body),
         Code::Function(definition) => definition.to_string(),
-        Code::Sql(sql) => return super::analyze(sql).map_err(|e| e.message),
+        Code::Sql(sql) => {
+            return super::analyze(sql)
+                .map(|statements| ReadCode {
+                    statements,
+                    dynamic: false,
+                })
+                .map_err(|e| e.message);
+        }
     };
     let tree = pg_query::parse_plpgsql(&definition)
         .map_err(|e| format!("cannot read the PL/pgSQL code: {e}"))?;
     let mut texts = Vec::new();
-    collect(&tree, &mut texts);
+    let mut dynamic = false;
+    collect(&tree, &mut texts, &mut dynamic);
     let mut infos = Vec::new();
     for (mode, text) in texts {
         let sql = match mode {
@@ -51,7 +72,10 @@ pub(super) fn statements(code: Code<'_>) -> Result<Vec<StatementInfo>, String> {
             .map_err(|e| format!("cannot read PL/pgSQL's {sql:?}: {}", e.message))?;
         infos.extend(statements);
     }
-    Ok(infos)
+    Ok(ReadCode {
+        statements: infos,
+        dynamic,
+    })
 }
 
 /// A `DO` body as the function the PL/pgSQL parser reads (a DO block is compiled as a
@@ -66,22 +90,28 @@ fn wrap_do_block(body: &str) -> String {
     )
 }
 
-/// Every `PLpgSQL_expr` in the tree: its parse mode and text.
-fn collect(value: &Value, out: &mut Vec<(i64, String)>) {
+/// Every `PLpgSQL_expr` in the tree: its parse mode and text; `dynamic` is set when the
+/// code runs a string as SQL.
+fn collect(value: &Value, out: &mut Vec<(i64, String)>, dynamic: &mut bool) {
     match value {
         Value::Object(map) => {
             for (key, inner) in map {
+                if DYNAMIC_STATEMENTS.contains(&key.as_str())
+                    || (key == DYNAMIC_QUERY && !inner.is_null())
+                {
+                    *dynamic = true;
+                }
                 if key == "PLpgSQL_expr" {
                     if let Some(query) = inner.get("query").and_then(Value::as_str) {
                         let mode = inner.get("parseMode").and_then(Value::as_i64).unwrap_or(0);
                         out.push((mode, query.to_string()));
                     }
                 } else {
-                    collect(inner, out);
+                    collect(inner, out, dynamic);
                 }
             }
         }
-        Value::Array(items) => items.iter().for_each(|v| collect(v, out)),
+        Value::Array(items) => items.iter().for_each(|v| collect(v, out, dynamic)),
         _ => {}
     }
 }

@@ -9,6 +9,7 @@
 //! extended-protocol batch skips to Sync; a simple Query ends at ReadyForQuery).
 
 pub mod catalog;
+mod messages;
 mod rows;
 
 use std::collections::{HashMap, VecDeque};
@@ -31,6 +32,7 @@ use crate::protocol::results::{self, Field};
 use crate::protocol::{backend, frontend};
 use crate::verdict::Verdict;
 use catalog::{CATALOG_QUERY, CatalogReader, Snapshot};
+use messages::InPlay;
 pub use rows::RowMasker;
 
 /// A snapshot older than this is read again before the next idle statement.
@@ -90,6 +92,8 @@ enum Expect {
 
 struct Prepared {
     plan: Arc<StatementPlan>,
+    /// The statement's text, for telling the client's own words in the server's messages.
+    text: Arc<str>,
     /// The statement's RowDescription, from a Describe of it (formats all text).
     fields: Option<Vec<Field>>,
 }
@@ -129,6 +133,9 @@ pub struct Masking {
     analyses: HashMap<Box<[u8]>, Arc<Vec<StatementInfo>>>,
     /// How the cached analyses read their text.
     dialect: SqlDialect,
+    /// Statements in flight that touch masked columns: the server's messages about them
+    /// are made safe.
+    in_play: InPlay,
 }
 
 /// What masking needs from the statement a client sends.
@@ -162,6 +169,7 @@ impl Masking {
             scratch: Vec::new(),
             analyses: HashMap::new(),
             dialect: SqlDialect::default(),
+            in_play: InPlay::default(),
         }
     }
 
@@ -273,14 +281,23 @@ impl Masking {
         StatementPlan {
             outputs: Vec::new(),
             fallback: Some(null_mask("results of a statement the sidecar did not see")),
+            in_play: true,
         }
     }
 
     /// A Query the server will run, with the plans [`Masking::check`] made for it (none
     /// when masking had nothing to plan: its rows then get the conservative plan).
-    pub fn on_query(&mut self, statements: &[StatementInfo], plans: Vec<Arc<StatementPlan>>) {
+    pub fn on_query(
+        &mut self,
+        text: &str,
+        statements: &[StatementInfo],
+        plans: Vec<Arc<StatementPlan>>,
+    ) {
         for (info, plan) in statements.iter().zip(&plans) {
             self.remember(info, plan);
+        }
+        if plans.iter().any(|p| p.in_play) {
+            self.in_play.add(&Arc::from(text));
         }
         self.expect.push_back(Expect::Query { plans, index: 0 });
     }
@@ -322,6 +339,7 @@ impl Masking {
     pub fn on_parse(
         &mut self,
         name: String,
+        text: &str,
         statements: &[StatementInfo],
         plans: Vec<Arc<StatementPlan>>,
     ) {
@@ -333,8 +351,23 @@ impl Masking {
             // Several statements in one Parse (the server refuses it), or nothing planned.
             _ => Arc::new(self.unknown_plan()),
         };
-        self.statements
-            .insert(name, Prepared { plan, fields: None });
+        // Only a statement touching masked columns needs its text kept.
+        let text: Arc<str> = if plan.in_play {
+            let text = Arc::from(text);
+            // Errors of parse analysis (a cast of a column in WHERE) come back now.
+            self.in_play.add(&text);
+            text
+        } else {
+            Arc::from("")
+        };
+        self.statements.insert(
+            name,
+            Prepared {
+                plan,
+                text,
+                fields: None,
+            },
+        );
     }
 
     /// Client messages of the extended protocol, held whole while masking is on.
@@ -344,10 +377,13 @@ impl Masking {
                 let Some(bind) = results::bind(msg) else {
                     return;
                 };
-                let (plan, fields) = match self.statements.get(&bind.statement) {
-                    Some(p) => (p.plan.clone(), p.fields.clone()),
-                    None => (Arc::new(self.unknown_plan()), None),
+                let (plan, fields, text) = match self.statements.get(&bind.statement) {
+                    Some(p) => (p.plan.clone(), p.fields.clone(), p.text.clone()),
+                    None => (Arc::new(self.unknown_plan()), None, Arc::from("")),
                 };
+                if plan.in_play {
+                    self.in_play.add(&text);
+                }
                 self.portals.insert(
                     bind.portal,
                     Portal {
@@ -399,6 +435,8 @@ impl Masking {
         }
         match tag {
             backend::ROW_DESCRIPTION | backend::PARAMETER_STATUS => true,
+            backend::ERROR_RESPONSE | backend::NOTICE_RESPONSE => self.in_play.is_active(),
+            backend::NOTIFICATION_RESPONSE => self.detectors.is_some(),
             backend::DATA_ROW => {
                 if self.current.is_none()
                     && matches!(self.expect.front(), Some(Expect::Execute { .. }))
@@ -433,7 +471,9 @@ impl Masking {
             return Verdict::Discard;
         }
         match tag {
-            backend::NOTICE_RESPONSE | b'A' | backend::PARAMETER_STATUS => Verdict::Forward,
+            backend::NOTICE_RESPONSE
+            | backend::NOTIFICATION_RESPONSE
+            | backend::PARAMETER_STATUS => Verdict::Forward,
             _ => Verdict::Discard,
         }
     }
@@ -473,6 +513,9 @@ impl Masking {
                         break;
                     }
                 }
+                if self.expect.is_empty() {
+                    self.in_play.clear();
+                }
             }
             _ => {}
         }
@@ -489,9 +532,15 @@ impl Masking {
         }
     }
 
-    /// Held server messages: descriptions, rows, parameter changes.
-    pub fn on_server_message(&mut self, msg: &[u8]) -> Verdict {
+    /// Held server messages: descriptions, rows, parameter changes, notices and
+    /// notifications. `path`: the session's search_path, for the names in messages.
+    pub fn on_server_message(&mut self, msg: &[u8], path: &SearchPath) -> Verdict {
         match msg[0] {
+            backend::ERROR_RESPONSE | backend::NOTICE_RESPONSE => self.safe_message(msg, path),
+            backend::NOTIFICATION_RESPONSE => match self.detectors.as_mut() {
+                Some(detectors) => messages::scan_notification(msg, detectors),
+                None => Verdict::Forward,
+            },
             backend::ROW_DESCRIPTION => {
                 self.on_row_description(msg);
                 Verdict::Forward
@@ -510,6 +559,20 @@ impl Masking {
             }
             _ => Verdict::Forward,
         }
+    }
+
+    /// An ErrorResponse or NoticeResponse: made safe while masked columns are in play.
+    pub fn safe_message(&self, msg: &[u8], path: &SearchPath) -> Verdict {
+        if !self.in_play.is_active() {
+            return Verdict::Forward;
+        }
+        messages::safe_message(
+            msg,
+            &self.rules,
+            &self.snapshot.catalog,
+            path,
+            &self.in_play,
+        )
     }
 
     fn on_row_description(&mut self, msg: &[u8]) {

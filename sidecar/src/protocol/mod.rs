@@ -31,6 +31,7 @@ pub mod backend {
     pub const READY_FOR_QUERY: u8 = b'Z';
     pub const ERROR_RESPONSE: u8 = b'E';
     pub const NOTICE_RESPONSE: u8 = b'N';
+    pub const NOTIFICATION_RESPONSE: u8 = b'A';
     pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
     pub const DATA_ROW: u8 = b'D';
     pub const ROW_DESCRIPTION: u8 = b'T';
