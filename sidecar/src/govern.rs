@@ -510,7 +510,7 @@ impl Governance {
             .and_then(|text| text.find(DENIED_TOKEN).map(|at| (text, at)));
         let Some((text, at)) = denial else {
             // The server's own error: while masked columns are in play, made safe.
-            return match &self.masking {
+            return match self.masking.as_mut() {
                 Some(m) => m.safe_message(msg, &self.path),
                 None => Verdict::Forward,
             };
@@ -525,7 +525,7 @@ impl Governance {
             .and_then(|id: u32| self.denials.remove(&id))
         {
             Some(error) => Verdict::Replace(error),
-            None => match &self.masking {
+            None => match self.masking.as_mut() {
                 Some(m) => m.safe_message(msg, &self.path),
                 None => Verdict::Forward,
             },

@@ -717,6 +717,8 @@ const SERVER_MESSAGES: &[(&str, &str)] = &[
         "INSERT INTO customers (id, name, ssn) VALUES (3, 'Zed', '123-45-6789')",
         "23505",
     ),
+    // A table without masked columns: the MaskingRule's detectors still read the text.
+    ("SELECT t::int FROM memo", "22P02"),
 ];
 
 /// Statements that would send masked values where the proxy cannot mask them: a
@@ -751,6 +753,9 @@ CREATE UNIQUE INDEX customers_ssn_key ON customers (ssn);
 CREATE UNIQUE INDEX customers_name_key ON customers (name);
 CREATE SEQUENCE leak_seq;
 GRANT ALL ON SEQUENCE leak_seq TO trust_user;
+CREATE TABLE memo (t text);
+INSERT INTO memo VALUES ('reach ada.lovelace@planted.example');
+GRANT SELECT ON memo TO trust_user;
 ";
 
 /// SQLSTATE, message and detail of a failed statement.
@@ -850,6 +855,14 @@ async fn server_messages_never_carry_masked_values() {
     assert_eq!(
         error_fields(&e).1,
         r#"relation "no_such_table" does not exist"#
+    );
+    let e = client
+        .simple_query("SELECT t::int FROM memo")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_fields(&e).1,
+        r#"invalid input syntax for type integer: "reach [REDACTED]""#
     );
     // The session is still usable.
     assert_eq!(simple(&client, "SELECT email FROM customers").await, Ok(2));

@@ -127,6 +127,55 @@ pub fn safe_message(
     }
 }
 
+/// Fields of ErrorResponse and NoticeResponse whose text can carry values: message,
+/// detail, hint, context, internal query.
+const TEXT_FIELDS: &[u8] = b"MDHWq";
+
+/// An ErrorResponse or NoticeResponse with its text fields scanned by the detectors.
+pub fn scan_message(msg: &[u8], detectors: &mut DetectorSet) -> Verdict {
+    let Some(body) = msg.get(5..) else {
+        return Verdict::Forward;
+    };
+    let mut out = Vec::with_capacity(body.len());
+    let mut scratch = Vec::new();
+    let mut changed = false;
+    let mut rest = body;
+    while let Some((&code, after)) = rest.split_first() {
+        if code == 0 {
+            break;
+        }
+        let Some(end) = after.iter().position(|&b| b == 0) else {
+            // Malformed: the server's framing is broken; keep nothing of it.
+            return Verdict::Discard;
+        };
+        let value = &after[..end];
+        out.push(code);
+        scratch.clear();
+        let scanned = TEXT_FIELDS
+            .contains(&code)
+            .then(|| detectors.scan(&PgType::Text, Format::Text, value, &mut scratch));
+        match scanned {
+            Some(Scan::Rewritten) => {
+                out.extend_from_slice(&scratch);
+                changed = true;
+            }
+            Some(Scan::Null) => {
+                out.extend_from_slice(REDACTED.as_bytes());
+                changed = true;
+            }
+            _ => out.extend_from_slice(value),
+        }
+        out.push(0);
+        rest = &after[end + 1..];
+    }
+    out.push(0);
+    if changed {
+        Verdict::Replace(message(msg[0], &out))
+    } else {
+        Verdict::Forward
+    }
+}
+
 /// A NotificationResponse (`A`: process id, channel, payload) with its payload scanned by
 /// the detectors. Another session, or a trigger, may have built the payload from columns
 /// this session sees masked; the detectors find what content-based rules name.
@@ -203,5 +252,42 @@ mod tests {
             scan_notification(&plain[..8], &mut detectors),
             Verdict::Discard
         ));
+    }
+
+    #[test]
+    fn error_texts_pass_through_the_detectors() {
+        let mut detectors = DetectorSet::new(
+            &[Detector {
+                entities: vec![Entity::Email],
+                mask: Mask::Redact,
+            }],
+            None,
+        );
+        let mut body = Vec::new();
+        for (code, value) in [
+            (b'S', "ERROR"),
+            (b'C', "22P02"),
+            (
+                b'M',
+                r#"invalid input syntax for type integer: "ada@example.com""#,
+            ),
+            (b't', "memo"),
+        ] {
+            body.push(code);
+            body.extend_from_slice(value.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let msg = message(b'E', &body);
+        let Verdict::Replace(out) = scan_message(&msg, &mut detectors) else {
+            panic!("the e-mail address was not masked");
+        };
+        let text = String::from_utf8_lossy(&out);
+        assert!(!text.contains("ada@example.com"), "{text}");
+        assert!(text.contains("22P02") && text.contains("memo"), "{text}");
+        assert!(
+            text.contains(r#"invalid input syntax for type integer: "[REDACTED]""#),
+            "{text}"
+        );
     }
 }

@@ -435,7 +435,9 @@ impl Masking {
         }
         match tag {
             backend::ROW_DESCRIPTION | backend::PARAMETER_STATUS => true,
-            backend::ERROR_RESPONSE | backend::NOTICE_RESPONSE => self.in_play.is_active(),
+            backend::ERROR_RESPONSE | backend::NOTICE_RESPONSE => {
+                self.in_play.is_active() || self.detectors.is_some()
+            }
             backend::NOTIFICATION_RESPONSE => self.detectors.is_some(),
             backend::DATA_ROW => {
                 if self.current.is_none()
@@ -561,18 +563,32 @@ impl Masking {
         }
     }
 
-    /// An ErrorResponse or NoticeResponse: made safe while masked columns are in play.
-    pub fn safe_message(&self, msg: &[u8], path: &SearchPath) -> Verdict {
-        if !self.in_play.is_active() {
-            return Verdict::Forward;
+    /// An ErrorResponse or NoticeResponse: made safe while masked columns are in play,
+    /// and its texts passed through the detectors when there are any (a value of a
+    /// column no rule names can carry an e-mail address into a cast error too).
+    pub fn safe_message(&mut self, msg: &[u8], path: &SearchPath) -> Verdict {
+        let verdict = if self.in_play.is_active() {
+            messages::safe_message(
+                msg,
+                &self.rules,
+                &self.snapshot.catalog,
+                path,
+                &self.in_play,
+            )
+        } else {
+            Verdict::Forward
+        };
+        let Some(detectors) = self.detectors.as_mut() else {
+            return verdict;
+        };
+        match verdict {
+            Verdict::Replace(rewritten) => match messages::scan_message(&rewritten, detectors) {
+                Verdict::Forward => Verdict::Replace(rewritten),
+                scanned => scanned,
+            },
+            Verdict::Forward => messages::scan_message(msg, detectors),
+            other => other,
         }
-        messages::safe_message(
-            msg,
-            &self.rules,
-            &self.snapshot.catalog,
-            path,
-            &self.in_play,
-        )
     }
 
     fn on_row_description(&mut self, msg: &[u8]) {
