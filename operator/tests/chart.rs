@@ -337,6 +337,8 @@ fn contract_cluster_rules(webhook_configuration: &str) -> Grants {
             "*",
         ),
         ("", &["pods"], &["get", "list", "watch", "patch"], "*"),
+        // The webhook follows a pod's ReplicaSet to its Deployment (the workload identity).
+        ("apps", &["replicasets"], &["get"], "*"),
         ("", &["secrets"], &["get"], "*"),
         ("", &["events"], &["create", "patch"], "*"),
         ("events.k8s.io", &["events"], &["create", "patch"], "*"),

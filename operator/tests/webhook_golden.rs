@@ -59,7 +59,8 @@ fn run_inject(pod_json: &Value, mode: Mode) -> InjectOutcome {
         .unwrap_or_else(|| "shop".into());
     let labels: BTreeMap<String, String> = pod.metadata.labels.clone().unwrap_or_default();
     let policies = matching_policies(&namespace, &labels, &rendered);
-    inject(&pod, &policies, &config(mode))
+    let workload = palisade_operator::webhook::workload::direct(&pod);
+    inject(&pod, &policies, &config(mode), workload.as_deref())
 }
 
 fn record(outcome: &InjectOutcome, mode: Mode) -> Value {

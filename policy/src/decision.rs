@@ -20,6 +20,13 @@ pub struct Identity {
     pub user: Option<String>,
     /// Verified OIDC groups.
     pub groups: Vec<String>,
+    /// The pod the session comes from.
+    pub pod: Option<String>,
+    /// The pod's owning workload as `Kind/name` (`Job/train-fraud-v3`), resolved through
+    /// its owner chain at injection.
+    pub workload: Option<String>,
+    /// Selected pod labels (`palisade.dev/model`, `app.kubernetes.io/name`, …).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// The schemas an unqualified name may resolve to, in order. `None` stands for "some

@@ -1,9 +1,11 @@
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use palisade_policy::decision::Identity;
 use palisade_sidecar::server::{self, Options};
 
 /// Palisade's PostgreSQL sidecar: governs every statement between an app and its database.
@@ -66,6 +68,17 @@ struct RunArgs {
     /// The pod's service account as `namespace/name`, matched by rules' `subjects.serviceAccounts`.
     #[arg(long, env = "PALISADE_SERVICE_ACCOUNT", value_name = "NS/NAME", value_parser = parse_service_account)]
     service_account: Option<String>,
+    /// The pod the sidecar runs in (the injected sidecar reads it from the downward API).
+    #[arg(long = "pod", env = "PALISADE_POD_NAME", value_name = "NAME")]
+    pod: Option<String>,
+    /// The workload the clients belong to, as `Kind/name` (`Job/train-fraud-v3`); the
+    /// operator resolves it through the pod's owner chain at injection.
+    #[arg(long, env = "PALISADE_WORKLOAD", value_name = "KIND/NAME", value_parser = parse_workload)]
+    workload: Option<String>,
+    /// Labels recorded with the workload identity, as `key=value,…`
+    /// (`palisade.dev/model=fraud-v3`).
+    #[arg(long, env = "PALISADE_POD_LABELS", value_name = "K=V,…", value_parser = parse_labels)]
+    pod_labels: Option<Labels>,
     /// Worker threads. One (the default) runs everything on a single thread with no
     /// cross-thread wake-ups, which measured fastest on small pods; raise it for sidecars
     /// with more than a core to spend.
@@ -86,6 +99,32 @@ fn parse_service_account(s: &str) -> Result<String, String> {
         }
         _ => Err("expected namespace/name".into()),
     }
+}
+
+fn parse_workload(s: &str) -> Result<String, String> {
+    match s.split_once('/') {
+        Some((kind, name)) if !kind.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(s.to_string())
+        }
+        _ => Err("expected Kind/name, e.g. Deployment/checkout".into()),
+    }
+}
+
+/// Pod labels as `key=value` pairs.
+#[derive(Clone, Debug)]
+struct Labels(BTreeMap<String, String>);
+
+fn parse_labels(s: &str) -> Result<Labels, String> {
+    let mut labels = BTreeMap::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                labels.insert(k.to_string(), v.to_string());
+            }
+            _ => return Err(format!("{pair:?} is not key=value")),
+        }
+    }
+    Ok(Labels(labels))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -153,7 +192,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         client_tls: args.tls_cert.zip(args.tls_key),
         shutdown_grace: args.shutdown_grace,
         reload_interval: args.reload_interval,
-        service_account: args.service_account,
+        workload: Identity {
+            service_account: args.service_account,
+            pod: args.pod.filter(|p| !p.is_empty()),
+            workload: args.workload,
+            labels: args.pod_labels.map(|l| l.0).unwrap_or_default(),
+            ..Identity::default()
+        },
     };
     // A current-thread runtime polls on the thread that blocks on it: give that one the
     // same stack as the workers.

@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use palisade_policy::decision::Identity;
+
 use crate::admin;
 use crate::cancel::CancelRegistry;
 use crate::config::{LoadedPolicy, SecretStore, fingerprint, load_policies};
@@ -31,7 +33,9 @@ pub struct Options {
     pub client_tls: Option<(PathBuf, PathBuf)>,
     pub shutdown_grace: Duration,
     pub reload_interval: Duration,
-    pub service_account: Option<String>,
+    /// Who the clients are, as far as the pod tells: service account, pod, workload,
+    /// labels. Each session adds its database user and any verified login.
+    pub workload: Identity,
 }
 
 /// A policy's listener while it runs.
@@ -49,7 +53,7 @@ pub struct Sidecar {
     sessions: TaskTracker,
     client_tls: Option<TlsAcceptor>,
     listen_address: IpAddr,
-    service_account: Option<String>,
+    workload: Arc<Identity>,
 }
 
 impl Sidecar {
@@ -116,7 +120,7 @@ impl Sidecar {
                         cancel: self.cancel.clone(),
                         metrics: self.metrics.clone(),
                         client_tls: self.client_tls.clone(),
-                        service_account: self.service_account.clone(),
+                        workload: self.workload.clone(),
                     });
                     self.sessions
                         .spawn(accept_loop(tcp, ctx, stop.clone(), self.sessions.clone()));
@@ -209,7 +213,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         sessions: TaskTracker::new(),
         client_tls,
         listen_address: opts.listen_address,
-        service_account: opts.service_account.clone(),
+        workload: Arc::new(opts.workload.clone()),
     });
     sidecar.metrics.reload(true, policies.len());
     let count = policies.len();

@@ -45,8 +45,8 @@ pub struct ListenerContext {
     pub cancel: Arc<CancelRegistry>,
     pub metrics: Arc<Metrics>,
     pub client_tls: Option<TlsAcceptor>,
-    /// `namespace/name` of the pod's service account, for rules on subjects.
-    pub service_account: Option<String>,
+    /// The workload identity of the pod (service account, pod, workload, labels).
+    pub workload: Arc<Identity>,
 }
 
 /// Why a session ended early. `client` is what the client is told, if it can still hear.
@@ -145,7 +145,14 @@ impl Established {
         ctx: &ListenerContext,
         metrics: SessionMetrics,
     ) {
-        info!(user = %self.user, database = %self.database, "session started");
+        info!(
+            user = %self.user,
+            database = %self.database,
+            service_account = self.identity.service_account.as_deref().unwrap_or("-"),
+            workload = self.identity.workload.as_deref().unwrap_or("-"),
+            pod = self.identity.pod.as_deref().unwrap_or("-"),
+            "session started"
+        );
         let governance = Governance::new(
             ctx.policy.clone(),
             self.identity.clone(),
@@ -357,8 +364,7 @@ async fn establish(
     let mut syntax = SessionSyntax::default();
     let identity = Identity {
         db_user: user.clone(),
-        service_account: ctx.service_account.clone(),
-        ..Identity::default()
+        ..(*ctx.workload).clone()
     };
     let masking;
     loop {

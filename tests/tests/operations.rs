@@ -489,8 +489,25 @@ fn the_command_line_explains_itself_and_rejects_bad_input() {
         "--admin-address",
         "--tls-cert",
         "--shutdown-grace",
+        "--service-account",
+        "--pod",
+        "--workload",
+        "--pod-labels",
     ] {
         assert!(text.contains(flag), "{flag} missing from --help");
+    }
+    for (flag, value, says) in [
+        ("--workload", "checkout", "Kind/name"),
+        ("--pod-labels", "palisade.dev/model", "key=value"),
+        ("--service-account", "web", "namespace/name"),
+    ] {
+        let bad = Command::new(&bin)
+            .args(["run", "--policy-dir", "x", flag, value])
+            .output()
+            .unwrap();
+        assert!(!bad.status.success(), "{flag} {value}");
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(err.contains(flag) && err.contains(says), "{err}");
     }
     let wrong = Command::new(&bin)
         .args(["run", "--polcy-dir", "x"])

@@ -102,6 +102,7 @@ fn check(args: CheckArgs) -> anyhow::Result<std::process::ExitCode> {
         service_account: args.service_account.clone(),
         user: args.user.clone(),
         groups: args.groups.clone(),
+        ..Identity::default()
     };
     let path = if args.search_path.is_empty() {
         SearchPath::default()

@@ -30,6 +30,8 @@ const MAX_BODY: usize = 8 * 1024 * 1024;
 pub struct WebhookState {
     pub config: Arc<InjectConfig>,
     pub policies: Policies,
+    /// For following a pod's owner chain to its workload; `None` names the direct owner.
+    pub client: Option<kube::Client>,
 }
 
 /// `POST /inject` (pods, CREATE) and `GET /healthz`.
@@ -117,7 +119,10 @@ pub async fn review_request(
     let name = pod_display_name(&pod);
     let labels: BTreeMap<String, String> = pod.metadata.labels.clone().unwrap_or_default();
     let outcome = match state.policies.matching(&namespace, &labels).await {
-        Ok(policies) => inject(&pod, &policies, &state.config),
+        Ok(policies) => {
+            let workload = super::workload::resolve(state.client.as_ref(), &namespace, &pod).await;
+            inject(&pod, &policies, &state.config, workload.as_deref())
+        }
         Err(reason) => skip(&pod, reason),
     };
     respond(response, outcome, &namespace, &name)

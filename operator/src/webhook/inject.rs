@@ -241,7 +241,14 @@ impl InjectOutcome {
 }
 
 /// Decides and builds the injection for `pod`, given the policies that select it.
-pub fn inject(pod: &Pod, policies: &[MatchedPolicy], cfg: &InjectConfig) -> InjectOutcome {
+/// `workload`: the pod's owning workload (`Deployment/checkout`), resolved by the caller
+/// through the owner chain ([`super::workload`]).
+pub fn inject(
+    pod: &Pod,
+    policies: &[MatchedPolicy],
+    cfg: &InjectConfig,
+    workload: Option<&str>,
+) -> InjectOutcome {
     if !opted_in(pod) {
         return skip(pod, SkipReason::NotOptedIn);
     }
@@ -340,7 +347,11 @@ pub fn inject(pod: &Pod, policies: &[MatchedPolicy], cfg: &InjectConfig) -> Inje
         );
     }
 
-    let container = sidecar_container(mounts, cfg);
+    let identity = PodIdentity {
+        workload,
+        labels: super::workload::identity_labels(pod),
+    };
+    let container = sidecar_container(mounts, cfg, &identity);
     let mut ops = Vec::new();
 
     let policies_annotation = policies
@@ -506,7 +517,18 @@ fn port_conflict(pod: &Pod, policies: &[&MatchedPolicy]) -> Option<SkipReason> {
     None
 }
 
-fn sidecar_container(mounts: Vec<VolumeMount>, cfg: &InjectConfig) -> Container {
+/// What the sidecar is told about its pod beyond the downward API's fields.
+struct PodIdentity<'a> {
+    workload: Option<&'a str>,
+    /// Selected labels as `key=value,…`, read at admission.
+    labels: Option<String>,
+}
+
+fn sidecar_container(
+    mounts: Vec<VolumeMount>,
+    cfg: &InjectConfig,
+    identity: &PodIdentity<'_>,
+) -> Container {
     let field = |path: &str| EnvVarSource {
         field_ref: Some(ObjectFieldSelector {
             field_path: path.to_string(),
@@ -550,20 +572,35 @@ fn sidecar_container(mounts: Vec<VolumeMount>, cfg: &InjectConfig) -> Container 
             .map(String::from)
             .to_vec(),
         ),
-        env: Some(vec![
-            from_field("PALISADE_POD_NAME", "metadata.name"),
-            from_field("PALISADE_POD_NAMESPACE", "metadata.namespace"),
-            from_field("PALISADE_POD_SERVICE_ACCOUNT", "spec.serviceAccountName"),
-            // Dependent variables expand only from variables defined earlier in the list.
-            plain(
-                "PALISADE_SERVICE_ACCOUNT",
-                "$(PALISADE_POD_NAMESPACE)/$(PALISADE_POD_SERVICE_ACCOUNT)".to_string(),
-            ),
-            plain("PALISADE_LOG_FORMAT", "json".to_string()),
-            plain("PALISADE_LOG_LEVEL", cfg.log_level.clone()),
-            // On the pod IP, not loopback: kubelet probes come from the node.
-            plain("PALISADE_ADMIN_ADDRESS", format!("0.0.0.0:{ADMIN_PORT}")),
-        ]),
+        env: Some(
+            [
+                from_field("PALISADE_POD_NAME", "metadata.name"),
+                from_field("PALISADE_POD_NAMESPACE", "metadata.namespace"),
+                from_field("PALISADE_POD_SERVICE_ACCOUNT", "spec.serviceAccountName"),
+                // Dependent variables expand only from variables defined earlier in the list.
+                plain(
+                    "PALISADE_SERVICE_ACCOUNT",
+                    "$(PALISADE_POD_NAMESPACE)/$(PALISADE_POD_SERVICE_ACCOUNT)".to_string(),
+                ),
+                plain("PALISADE_LOG_FORMAT", "json".to_string()),
+                plain("PALISADE_LOG_LEVEL", cfg.log_level.clone()),
+                // On the pod IP, not loopback: kubelet probes come from the node.
+                plain("PALISADE_ADMIN_ADDRESS", format!("0.0.0.0:{ADMIN_PORT}")),
+            ]
+            .into_iter()
+            .chain(
+                identity
+                    .workload
+                    .map(|w| plain("PALISADE_WORKLOAD", w.to_string())),
+            )
+            .chain(
+                identity
+                    .labels
+                    .clone()
+                    .map(|l| plain("PALISADE_POD_LABELS", l)),
+            )
+            .collect(),
+        ),
         ports: Some(vec![ContainerPort {
             name: Some(ADMIN_PORT_NAME.to_string()),
             container_port: i32::from(ADMIN_PORT),
@@ -821,6 +858,7 @@ mod tests {
             &opted_in_pod(),
             &[policy("metrics-db", ADMIN_PORT)],
             &config(),
+            None,
         );
         let InjectOutcome::Skip { reason, .. } = outcome else {
             panic!("injected")
@@ -834,7 +872,8 @@ mod tests {
     #[test]
     fn three_policies_on_one_port_are_listed() {
         let policies = [policy("c", 5432), policy("a", 5432), policy("b", 5432)];
-        let InjectOutcome::Skip { reason, patch } = inject(&opted_in_pod(), &policies, &config())
+        let InjectOutcome::Skip { reason, patch } =
+            inject(&opted_in_pod(), &policies, &config(), None)
         else {
             panic!("injected")
         };
@@ -855,7 +894,7 @@ mod tests {
             ..Default::default()
         }]);
         let InjectOutcome::Skip { reason, .. } =
-            inject(&pod, &[policy("orders-db", 5432)], &config())
+            inject(&pod, &[policy("orders-db", 5432)], &config(), None)
         else {
             panic!("injected")
         };

@@ -15,6 +15,7 @@ pub mod inject;
 pub mod policies;
 pub mod selfmanaged;
 pub mod server;
+pub mod workload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -249,10 +250,11 @@ pub async fn start(
             ));
         }
     }
-    let policies = Policies::watch(client, shutdown.clone());
+    let policies = Policies::watch(client.clone(), shutdown.clone());
     let state = WebhookState {
         config: Arc::new(config),
         policies: policies.clone(),
+        client: Some(client.clone()),
     };
     let tls = tls_config(resolver.clone()).context("webhook TLS configuration")?;
     let listener = TlsListener::bind(args.webhook_address, tls, shutdown.clone())
