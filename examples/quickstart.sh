@@ -399,9 +399,13 @@ app_psql shop -c "SELECT name, email, ssn, upper(email) AS derived FROM customer
 note "the database itself holds the real values:"
 admin_psql shop <<<"SELECT name, email, ssn FROM customers ORDER BY id LIMIT 3"
 echo
-note "copying masked values out of reach is refused:"
+note "copying masked values out of reach is refused, and so is sending them to a notification:"
 set +e
 app_psql shop -c "CREATE TABLE leak AS SELECT email, ssn FROM customers" 2>&1
+app_psql shop -c "SELECT pg_notify('leak', ssn) FROM customers" 2>&1
+echo
+note "the server's own error about a masked value keeps its shape, not the value:"
+app_psql shop -c "SELECT ssn::int FROM customers" 2>&1
 set -e
 
 step "6. The sidecar's Prometheus metrics (http://127.0.0.1:$ADMIN_PORT/metrics)"
