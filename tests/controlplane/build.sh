@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane the tests run against (tests/src/controlplane):
 # kube-apiserver, kube-controller-manager and kubectl from k8s.io/kubernetes, etcd, the helm CLI
-# and the OpenID Connect issuer, each from its Go module at the versions in versions.env. Nothing
-# prebuilt is downloaded: the Go module proxy serves source, and `go build` compiles it here.
+# and Dex (the OpenID Connect issuer), each from its Go module at the versions in versions.env.
+# Nothing prebuilt is downloaded: the Go module proxy serves source, and `go build` compiles it.
 #
 # The binaries go to a cache directory outside the repository, keyed by a hash of versions.env,
-# the go.mod/go.sum files, the issuer's source and the Go version, so a second run (or another
-# checkout) reuses them and a version bump builds into a fresh directory:
+# the go.mod/go.sum files and the Go version, so a second run (or another checkout) reuses them
+# and a version bump builds into a fresh directory:
 #
 #   ${PALISADE_CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/palisade/controlplane}/<key>/bin
 #
@@ -31,7 +31,7 @@ command -v go >/dev/null 2>&1 || {
 export GOPROXY=${GOPROXY:-https://proxy.golang.org}
 export GOFLAGS="${GOFLAGS:-} -mod=readonly"
 
-programs=(kube-apiserver kube-controller-manager kubectl etcd helm oidc-issuer)
+programs=(kube-apiserver kube-controller-manager kubectl etcd helm dex)
 
 cache_root=${PALISADE_CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/palisade/controlplane}
 
@@ -77,7 +77,10 @@ pin() {
     (cd "$mod" && GOFLAGS= go mod tidy)
     (cd "$here/go/etcd" && GOFLAGS= go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" && GOFLAGS= go mod tidy)
     (cd "$here/go/helm" && GOFLAGS= go get "helm.sh/helm/v4@$HELM_VERSION" && GOFLAGS= go mod tidy)
-    (cd "$here/go/oidc-issuer" && GOFLAGS= go get "github.com/zitadel/oidc/v3@$ZITADEL_OIDC_VERSION" && GOFLAGS= go mod tidy)
+    # Dex's go.mod replaces its api/v2 module with a directory of its own tree: required here
+    # at a published version instead.
+    (cd "$here/go/dex" && GOFLAGS= go get "github.com/dexidp/dex@$DEX_VERSION" \
+        "github.com/dexidp/dex/api/v2@$DEX_API_VERSION" && GOFLAGS= go mod tidy)
     echo "controlplane: go.mod files pinned to versions.env; commit them"
 }
 
@@ -88,7 +91,8 @@ check_pins() {
     grep -q "k8s.io/api => k8s.io/api $KUBERNETES_STAGING_VERSION\$" "$here/go/kubernetes/go.mod" || bad=1
     grep -Eq "go.etcd.io/etcd/server/v3 $ETCD_VERSION\$" "$here/go/etcd/go.mod" || bad=1
     grep -Eq "helm.sh/helm/v4 $HELM_VERSION\$" "$here/go/helm/go.mod" || bad=1
-    grep -Eq "github.com/zitadel/oidc/v3 $ZITADEL_OIDC_VERSION\$" "$here/go/oidc-issuer/go.mod" || bad=1
+    grep -Eq "github.com/dexidp/dex $DEX_VERSION\$" "$here/go/dex/go.mod" || bad=1
+    grep -Eq "github.com/dexidp/dex/api/v2 $DEX_API_VERSION( // indirect)?\$" "$here/go/dex/go.mod" || bad=1
     if ((bad)); then
         echo "controlplane: go/*/go.mod do not match versions.env; run $here/build.sh --pin" >&2
         exit 1
@@ -167,7 +171,9 @@ fi
 need etcd && build etcd "" go.etcd.io/etcd/server/v3
 [[ -x "$bin/server" && ! -e "$bin/etcd" ]] && mv "$bin/server" "$bin/etcd"
 need helm && build helm "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" helm.sh/helm/v4/cmd/helm
-need oidc-issuer && build oidc-issuer "" .
+# Dex's command links its SQLite storage, which needs cgo and so a C compiler (the tests use
+# its memory storage).
+need dex && build dex "-X main.version=$DEX_VERSION" github.com/dexidp/dex/cmd/dex
 
 for p in "${programs[@]}"; do
     [[ -x "$bin/$p" ]] || { echo "controlplane: $p was not built" >&2; exit 1; }

@@ -7,11 +7,14 @@
 //! defaulting, its transition rules on update) has the last word.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 #[path = "../../operator/tests/cel_cases/mod.rs"]
 mod cel_cases;
 
-use palisade_tests::controlplane::{CONTRACTOR_GROUP, CONTRACTOR_USER, ControlPlane, STEWARD, Who};
+use palisade_tests::controlplane::{
+    CONTRACTOR_GROUP, CONTRACTOR_USER, ControlPlane, STEWARD, Who, wait_for,
+};
 
 /// The shared control plane with the CRDs installed and namespace `ml`; `None` = skipped.
 fn cluster() -> Option<&'static ControlPlane> {
@@ -347,13 +350,58 @@ fn each_identity_is_who_the_server_authenticates() {
         String::from_utf8_lossy(&out.stdout)
     );
 
-    // The steward logs in at the OIDC issuer with a password; the API server verifies the
-    // ID token against the issuer's keys and maps its subject.
+    // The steward logs in at Dex with a password grant; the API server verifies the ID token
+    // against Dex's keys and maps its email claim.
     let steward = cp.steward_kubeconfig().expect("the steward logs in");
     let user = whoami(&steward);
-    assert_eq!(user["username"], format!("oidc:{}", STEWARD.0), "{user}");
-    let wrong = cp.oidc_login(STEWARD.1, "not-the-password");
-    assert!(wrong.is_err(), "a wrong password got a token");
+    let steward_user = format!("oidc:{}", STEWARD.0);
+    assert_eq!(user["username"], steward_user, "{user}");
+    let wrong = cp.oidc_login(STEWARD.0, "not-the-password");
+    let refusal = format!("{:#}", wrong.expect_err("a wrong password got a token"));
+    assert!(refusal.contains("401"), "{refusal}");
+    // RBAC grants the steward by that user name (Dex's password database has no groups):
+    // reading ApprovalRequests in `ml`, and nothing elsewhere.
+    cp.apply(&format!(
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: approval-reader, namespace: ml}}
+rules:
+- {{apiGroups: [palisade.dev], resources: [approvalrequests], verbs: [get, list, watch]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: steward-reads-approvals, namespace: ml}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: approval-reader}}
+subjects:
+- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: '{steward_user}'}}
+"
+    ))
+    .expect("the steward's RoleBinding");
+    let can = |namespace: &str| {
+        let args = [
+            "auth",
+            "can-i",
+            "list",
+            "approvalrequests.palisade.dev",
+            "-n",
+            namespace,
+        ];
+        let out = cp.kubectl_with(&steward, &args, None);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // The authorizer sees the binding once its informer has it.
+    wait_for(
+        Duration::from_secs(10),
+        "the steward's RoleBinding to take effect",
+        || (can("ml") == "yes").then_some(()),
+    );
+    assert_eq!(can("default"), "no");
+    let out = cp.kubectl_with(&steward, &["-n", "ml", "get", "approvalrequests"], None);
+    assert!(
+        out.status.success(),
+        "the steward could not list approval requests: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A token the issuer did not sign is refused by the server.
     let forged = cp.dir().join("forged.kubeconfig");
     let text = std::fs::read_to_string(&steward).unwrap();

@@ -1,8 +1,8 @@
 //! A real Kubernetes control plane on loopback, for the tests that need an API server:
 //! etcd, kube-apiserver (client-certificate, static-token and OpenID Connect authentication,
 //! RBAC, admission webhooks) and kube-controller-manager (garbage collector, service accounts
-//! and their tokens, namespaces, Deployments and ReplicaSets), plus the OpenID Connect issuer
-//! users log in through. No kubelet and no container engine: pods are admitted and stored,
+//! and their tokens, namespaces, Deployments and ReplicaSets), plus Dex, the OpenID Connect
+//! issuer users log in through. No kubelet and no container engine: pods are admitted and stored,
 //! and [`kubelet`] does by hand the one part of a kubelet the tests need.
 //!
 //! The programs are built from source by `tests/controlplane/build.sh` into a cache outside
@@ -35,7 +35,7 @@ pub const PROGRAMS: [&str; 6] = [
     "kubectl",
     "etcd",
     "helm",
-    "oidc-issuer",
+    "dex",
 ];
 
 /// Set to `1` to let the control-plane tests pass without running when the binaries are not
@@ -52,15 +52,19 @@ const READY_TIMEOUT: Duration = Duration::from_secs(90);
 pub const OPERATOR_NAMESPACE: &str = "palisade-system";
 pub const OPERATOR_SERVICE_ACCOUNT: &str = "palisade-operator";
 
-/// OIDC users: (subject, username, password). The API server maps `sub` to `oidc:<sub>`.
-pub const STEWARD: (&str, &str, &str) = ("steward", "steward@example.com", "steward-password");
+/// The data steward, a user of Dex's password database: (email, password). The API server maps
+/// the ID token's `email` claim to the user name `oidc:<email>`.
+pub const STEWARD: (&str, &str) = ("steward@example.com", "steward-password");
+/// Dex keeps bcrypt hashes only: this is `STEWARD.1` at cost 10 (any bcrypt tool makes one, e.g.
+/// `htpasswd -nbBC 10 "" steward-password`; Dex refuses a cost below 10).
+const STEWARD_BCRYPT: &str = "$2a$10$AhFoGvq8ourOiUVoubBySOrlm3XjYRNpEVEb5P..zQTF19VvXu65u";
 /// The static token's user and group.
 pub const CONTRACTOR_USER: &str = "contractor";
 pub const CONTRACTOR_GROUP: &str = "contractors";
+/// Dex's static client: the ID tokens' audience, which the API server requires.
 const OIDC_CLIENT_ID: &str = "kubernetes";
-/// Where the issuer sends the browser back with the code; nothing listens there: the login
-/// reads the code off the redirect, as `kubectl oidc-login` does with its local listener.
-const OIDC_REDIRECT: &str = "http://127.0.0.1:1/callback";
+/// How long Dex gets to serve its discovery document (it rotates its signing keys first).
+const ISSUER_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -117,7 +121,7 @@ pub fn binaries() -> Result<Option<PathBuf>> {
 pub enum Who {
     /// Client certificate in `system:masters`.
     Admin,
-    /// Logged in through the OIDC issuer (authorization-code flow with a password).
+    /// Logged in through Dex with a password grant (user `oidc:<email>`).
     Steward,
     /// A static bearer token (`--token-auth-file`), group `contractors`.
     Contractor,
@@ -162,7 +166,7 @@ impl ControlPlane {
         }
     }
 
-    /// Starts etcd, the OIDC issuer, kube-apiserver and kube-controller-manager, waits until
+    /// Starts etcd, Dex, kube-apiserver and kube-controller-manager, waits until
     /// the API server is ready, and writes a kubeconfig per [`Who`].
     pub fn start(bin: PathBuf) -> Result<ControlPlane> {
         let dir = tempfile::Builder::new()
@@ -183,8 +187,10 @@ impl ControlPlane {
         };
         cp.spawn_watchdog()?;
         let t0 = Instant::now();
+        // Every TLS client here trusts this one CA: kubectl, the API server for Dex's keys, curl.
+        cp.write("ca.crt", &cp.ca.cert_pem)?;
         let etcd = cp.start_etcd()?;
-        cp.start_issuer(issuer_port)?;
+        cp.start_dex(issuer_port)?;
         cp.start_apiserver(api_port, &etcd)?;
         cp.wait_ready()?;
         cp.start_controller_manager()?;
@@ -314,29 +320,83 @@ impl ControlPlane {
         Ok(url)
     }
 
-    fn start_issuer(&self, port: u16) -> Result<()> {
+    /// Dex on `https://127.0.0.1:<port>` (kube-apiserver takes only https issuers), its serving
+    /// certificate from the control plane's CA. Memory storage: nothing outlives the process.
+    /// Only the resource-owner password grant is enabled, against Dex's own password database
+    /// (the `local` connector) holding the steward, for one static client.
+    fn start_dex(&self, port: u16) -> Result<()> {
+        let dir = self.path("dex");
+        fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         let (cert, key) = self.ca.issue(&["127.0.0.1", "localhost"]);
-        self.write("issuer.crt", &cert)?;
-        self.write("issuer.key", &key)?;
-        let users = serde_json::json!({
-            STEWARD.0: {"ID": STEWARD.0, "Username": STEWARD.1, "Password": STEWARD.2,
-                        "Email": STEWARD.1, "EmailVerified": true, "FirstName": "Data", "LastName": "Steward"},
+        self.write("dex/tls.crt", &cert)?;
+        self.write("dex/tls.key", &key)?;
+        // Dex reads YAML, of which JSON is a part.
+        let config = serde_json::json!({
+            "issuer": self.issuer,
+            "storage": {"type": "memory"},
+            "web": {
+                "https": format!("127.0.0.1:{port}"),
+                "tlsCert": dir.join("tls.crt"),
+                "tlsKey": dir.join("tls.key"),
+            },
+            "logger": {"level": "info"},
+            "oauth2": {
+                "grantTypes": ["password"],
+                "passwordConnector": "local",
+                "skipApprovalScreen": true,
+            },
+            "enablePasswordDB": true,
+            // This Dex's password database has no groups: the steward is known by email.
+            "staticPasswords": [{
+                "email": STEWARD.0,
+                "hash": STEWARD_BCRYPT,
+                "username": "Data Steward",
+                "userID": "steward",
+            }],
+            "staticClients": [{
+                "id": OIDC_CLIENT_ID,
+                "secret": self.oidc_secret(),
+                "name": "Kubernetes API server",
+            }],
         });
-        self.write("issuer-users.json", &users.to_string())?;
-        let mut cmd = Command::new(self.bin.join("oidc-issuer"));
-        cmd.arg(format!("-addr=127.0.0.1:{port}"))
-            .arg(format!("-issuer={}", self.issuer))
-            .arg(format!("-tls-cert={}", self.path("issuer.crt").display()))
-            .arg(format!("-tls-key={}", self.path("issuer.key").display()))
-            .arg(format!(
-                "-users={}",
-                self.path("issuer-users.json").display()
-            ))
-            .arg(format!("-client-id={OIDC_CLIENT_ID}"))
-            .arg(format!("-client-secret={}", self.oidc_secret()))
-            .arg(format!("-redirect-uris={OIDC_REDIRECT}"));
-        self.spawn("oidc-issuer", cmd)?;
-        wait_tcp(port, Duration::from_secs(20)).context("the OIDC issuer did not listen")
+        let config_path = self.write("dex/config.yaml", &config.to_string())?;
+        let mut cmd = Command::new(self.bin.join("dex"));
+        cmd.arg("serve").arg(&config_path);
+        self.spawn("dex", cmd)?;
+        self.wait_dex()
+    }
+
+    /// Waits until Dex serves its discovery document naming the expected issuer.
+    fn wait_dex(&self) -> Result<()> {
+        let deadline = Instant::now() + ISSUER_TIMEOUT;
+        let url = format!("{}/.well-known/openid-configuration", self.issuer);
+        loop {
+            let out = Command::new("curl")
+                .args(["-sS", "--fail", "--max-time", "5", "--cacert"])
+                .arg(self.path("ca.crt"))
+                .arg(&url)
+                .stdin(Stdio::null())
+                .output()
+                .context("run curl (needed to reach Dex)")?;
+            let discovery: Option<Value> = serde_json::from_slice(&out.stdout).ok();
+            if out.status.success()
+                && discovery.as_ref().and_then(|d| d["issuer"].as_str()) == Some(&self.issuer)
+            {
+                return Ok(());
+            }
+            if !self.running("dex") {
+                bail!("dex exited; its log ends:\n{}", self.log_tail("dex", 40));
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "Dex served no discovery document at {url} in {}s ({}); its log ends:\n{}",
+                    ISSUER_TIMEOUT.as_secs(),
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    self.log_tail("dex", 40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn oidc_secret(&self) -> String {
@@ -348,7 +408,6 @@ impl ControlPlane {
     }
 
     fn start_apiserver(&self, port: u16, etcd: &str) -> Result<()> {
-        self.write("ca.crt", &self.ca.cert_pem)?;
         let (cert, key) = self.ca.issue(&[
             "127.0.0.1",
             "localhost",
@@ -371,6 +430,9 @@ impl ControlPlane {
             ),
         )?;
         // Structured authentication configuration (GA since 1.34) rather than --oidc-* flags.
+        // Dex's `sub` is an opaque encoding of user and connector; the user name is the email
+        // (the API server also requires `email_verified`, which Dex sets for its password
+        // database). No groups claim: Dex's static passwords carry none.
         let mut ca_indented = String::new();
         for line in self.ca.cert_pem.lines() {
             let _ = writeln!(ca_indented, "      {line}");
@@ -386,7 +448,7 @@ jwt:
     audiences: [{OIDC_CLIENT_ID}]
     certificateAuthority: |
 {ca_indented}  claimMappings:
-    username: {{claim: sub, prefix: 'oidc:'}}
+    username: {{claim: email, prefix: 'oidc:'}}
 ",
                 issuer = self.issuer
             ),
@@ -568,80 +630,48 @@ current-context: {name}
         self.write(&format!("{name}.kubeconfig"), &text)
     }
 
-    /// Logs `username` in at the OIDC issuer the way a browser does (authorization request,
-    /// the login form with the password, the redirect carrying the code), then exchanges the
-    /// code for tokens. Returns the ID token, or an error saying where the login stopped.
-    pub fn oidc_login(&self, username: &str, password: &str) -> Result<String> {
-        let ca = self.path("ca.crt");
-        let curl = |args: &[&str]| -> Result<String> {
-            let out = Command::new("curl")
-                .args(["-sS", "--cacert"])
-                .arg(&ca)
-                .args(args)
-                .output()
-                .context("run curl (needed for the OIDC login)")?;
-            if !out.status.success() {
-                bail!("curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-            }
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        };
-        let redirect_of = |args: &[&str]| -> Result<String> {
-            let mut all = vec!["-o", "/dev/null", "-w", "%{redirect_url}"];
-            all.extend_from_slice(args);
-            curl(&all)
-        };
-        let authorize = format!(
-            "{}/auth?client_id={OIDC_CLIENT_ID}&response_type=code&scope=openid%20profile%20email\
-             &state=palisade&redirect_uri={}",
-            self.issuer,
-            urlencode(OIDC_REDIRECT)
-        );
-        let login_page = redirect_of(&[&authorize])?;
-        let id = login_page
-            .split_once("authRequestID=")
-            .map(|(_, id)| id.to_string())
-            .ok_or_else(|| {
-                anyhow!("the authorization request did not lead to a login page: {login_page:?}")
-            })?;
-        let callback = redirect_of(&[
-            "--data-urlencode",
-            &format!("username={username}"),
-            "--data-urlencode",
-            &format!("password={password}"),
-            "--data-urlencode",
-            &format!("id={id}"),
-            &format!("{}/login/username", self.issuer),
-        ])?;
-        if callback.is_empty() {
-            bail!("the issuer refused the login of {username} (no redirect after the form)");
+    /// Logs `email` in at Dex with the resource-owner password grant (RFC 6749 section 4.3):
+    /// one POST to the token endpoint with the client's credentials, the user's email and
+    /// password, and the scopes. Returns the ID token, or Dex's refusal.
+    pub fn oidc_login(&self, email: &str, password: &str) -> Result<String> {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "20", "--cacert"])
+            .arg(self.path("ca.crt"))
+            .arg("--user")
+            .arg(format!("{OIDC_CLIENT_ID}:{}", self.oidc_secret()))
+            .args(["--data-urlencode", "grant_type=password"])
+            .arg("--data-urlencode")
+            .arg(format!("username={email}"))
+            .arg("--data-urlencode")
+            .arg(format!("password={password}"))
+            .args(["--data-urlencode", "scope=openid email profile"])
+            .args(["--write-out", "\n%{http_code}"])
+            .arg(format!("{}/token", self.issuer))
+            .stdin(Stdio::null())
+            .output()
+            .context("run curl (needed for the OIDC login)")?;
+        if !out.status.success() {
+            bail!(
+                "the token request to Dex failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        let back = redirect_of(&[&callback])?;
-        let code = back
-            .split_once("code=")
-            .map(|(_, rest)| rest.split('&').next().unwrap_or_default().to_string())
-            .ok_or_else(|| anyhow!("no code in the redirect to the client: {back:?}"))?;
-        let tokens = curl(&[
-            "-u",
-            &format!("{OIDC_CLIENT_ID}:{}", self.oidc_secret()),
-            "--data-urlencode",
-            "grant_type=authorization_code",
-            "--data-urlencode",
-            &format!("code={code}"),
-            "--data-urlencode",
-            &format!("redirect_uri={OIDC_REDIRECT}"),
-            &format!("{}/oauth/token", self.issuer),
-        ])?;
-        let tokens: Value = serde_json::from_str(&tokens)
-            .with_context(|| format!("the token endpoint answered {tokens:?}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (body, status) = text.rsplit_once('\n').unwrap_or((&text, ""));
+        let tokens: Value = serde_json::from_str(body)
+            .with_context(|| format!("Dex's token endpoint answered {status}: {body:?}"))?;
+        if status != "200" {
+            bail!("Dex refused the login of {email} (HTTP {status}): {tokens}");
+        }
         tokens["id_token"]
             .as_str()
             .map(str::to_string)
-            .ok_or_else(|| anyhow!("no id_token in {tokens}"))
+            .ok_or_else(|| anyhow!("no id_token in Dex's answer: {tokens}"))
     }
 
     /// The steward's kubeconfig, with an ID token from a fresh login.
     pub fn steward_kubeconfig(&self) -> Result<PathBuf> {
-        let token = self.oidc_login(STEWARD.1, STEWARD.2)?;
+        let token = self.oidc_login(STEWARD.0, STEWARD.1)?;
         self.kubeconfig_with_token("steward", &token)
     }
 
@@ -815,17 +845,6 @@ fn run_with_stdin(mut cmd: Command, stdin: Option<&str>) -> Output {
         pipe.write_all(input.as_bytes()).expect("write stdin");
     }
     child.wait_with_output().expect("wait for child")
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
