@@ -13,6 +13,7 @@ pub mod encoding;
 mod error;
 pub mod glob;
 pub mod grammar;
+pub mod identity;
 pub mod manifest;
 pub mod mask;
 pub mod mask_plan;
@@ -22,6 +23,7 @@ pub mod render;
 pub mod selector;
 pub mod server_message;
 pub mod shape;
+pub mod timestamp;
 mod validate;
 
 pub use crd::{
