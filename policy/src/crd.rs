@@ -129,7 +129,7 @@ pub struct Requester {
             name = "State",
             type_ = "string",
             json_path = ".status.state",
-            description = "Pending, Approved, Denied or Expired"
+            description = "Pending, Approved, Denied, Expired or Withdrawn"
         ),
         printcolumn(
             name = "Policy",
@@ -220,21 +220,29 @@ pub enum Verdict {
 }
 
 /// Where an approval request stands.
+// Plain comments on the variants: doc comments would turn the schema's `enum` into a
+// `oneOf` of described constants.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ApprovalState {
+    // Waiting for approvers; the statement is held.
     #[default]
     Pending,
+    // Enough distinct approvers approved.
     Approved,
+    // An approver denied it.
     Denied,
+    // Nobody decided before `expiresAt`.
     Expired,
+    // The client cancelled the statement or disconnected while it was held.
+    Withdrawn,
 }
 
 /// Where an approval request stands, and why.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalRequestStatus {
-    /// Pending until enough approvers approve, one denies, or it expires. Once decided it
-    /// stays decided.
+    /// Pending until enough approvers approve, one denies, it expires, or the client
+    /// withdraws it (cancels or disconnects). Once settled it stays settled.
     #[serde(default)]
     pub state: ApprovalState,
     /// Details of the state, one entry per type.
@@ -460,8 +468,8 @@ mod kube_parts {
             ),
             rule(
                 "spec.rules[].approval.grantTtl",
-                format!("self.matches('{DURATION}')"),
-                DURATION_MESSAGE,
+                format!("self == '0' || self.matches('{DURATION}')"),
+                "must be a duration such as 30s, 5m or 1h30m (units ms, s, m, h, d), or '0' for the approved execution only",
             ),
             rule(
                 "spec.rules[].match.subjects.serviceAccounts",

@@ -4,6 +4,7 @@
 //! sidecar's standalone mode load exactly the same files the same way.
 
 pub mod analysis;
+pub mod approval;
 pub mod crd;
 pub mod decision;
 pub mod decision_cache;

@@ -341,10 +341,15 @@ pub struct Approval {
     /// Distinct approvers needed before the statement runs.
     #[serde(default = "one")]
     pub min_approvals: u32,
+    /// When true, the statement is refused with a hint until the session sets
+    /// `SET palisade.justification = '…'`; the justification is recorded with the request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_justification: bool,
     /// How long the statement is held waiting for a decision, e.g. `5m`.
     #[serde(default = "default_timeout")]
     pub timeout: String,
-    /// After approval, how long the same identity may rerun the same statement shape.
+    /// After approval, how long the same identity may rerun the same statement shape;
+    /// `"0"` allows only the approved execution itself.
     #[serde(default = "default_grant_ttl")]
     pub grant_ttl: String,
 }

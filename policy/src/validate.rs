@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::PolicyError;
+use crate::approval::GrantTtl;
 use crate::duration::parse_duration;
 use crate::model::{DatabasePolicySpec, RuleAction, Subjects};
 
@@ -92,9 +93,8 @@ fn check(spec: &DatabasePolicySpec) -> Result<(), Problem> {
                 if a.min_approvals == 0 {
                     return fail(&at("approval.minApprovals"), "must be at least 1");
                 }
-                for (field, value) in [("timeout", &a.timeout), ("grantTtl", &a.grant_ttl)] {
-                    parse_duration(value).map_err(|m| (at(&format!("approval.{field}")), m))?;
-                }
+                parse_duration(&a.timeout).map_err(|m| (at("approval.timeout"), m))?;
+                GrantTtl::parse(&a.grant_ttl).map_err(|m| (at("approval.grantTtl"), m))?;
             }
             (_, Some(_)) => {
                 return fail(
@@ -188,6 +188,11 @@ mod tests {
                 "not a duration",
             ),
             (
+                "  rules:\n  - {name: a, action: RequireApproval, approval: {approvers: {groups: [x]}, grantTtl: 1.5h}}\n",
+                "spec.rules[0].approval.grantTtl",
+                "or \"0\" for this execution only",
+            ),
+            (
                 "  rules:\n  - {name: a, action: RequireApproval, approval: {approvers: {}}}\n",
                 "spec.rules[0].approval.approvers",
                 "at least one",
@@ -215,6 +220,13 @@ mod tests {
         }
         assert_eq!(
             error_for("  rules:\n  - {name: ok, action: Deny, match: {operations: [Drop]}}\n"),
+            ""
+        );
+        // grantTtl "0": the approved execution only.
+        assert_eq!(
+            error_for(
+                "  rules:\n  - {name: once, action: RequireApproval, approval: {approvers: {groups: [x]}, grantTtl: '0', requireJustification: true}}\n"
+            ),
             ""
         );
     }

@@ -60,7 +60,7 @@ pub fn database_policy_refusals() -> Vec<(String, &'static str, &'static str)> {
 
 /// A DatabasePolicy spec tail every rule accepts. Groups have any number of members, so
 /// minApprovals is not bounded by them.
-pub const DATABASE_POLICY_ACCEPTED: &str = "  rules:\n  - {name: a, action: RequireApproval, approval: {approvers: {groups: [stewards], users: [bob]}, minApprovals: 3, timeout: 1h30m, grantTtl: 250ms}}\n  - {name: b, action: Deny, match: {subjects: {serviceAccounts: [ml/trainer]}}}\n";
+pub const DATABASE_POLICY_ACCEPTED: &str = "  rules:\n  - {name: a, action: RequireApproval, approval: {approvers: {groups: [stewards], users: [bob]}, minApprovals: 3, timeout: 1h30m, grantTtl: 250ms}}\n  - {name: b, action: Deny, match: {subjects: {serviceAccounts: [ml/trainer]}}}\n  - {name: c, action: RequireApproval, approval: {approvers: {users: [bob]}, grantTtl: '0', requireJustification: true}}\n";
 
 /// MaskingRule masks that must be refused: (mask, field, message). `'Null'` is quoted: an
 /// unquoted `Null` is YAML's null, which the server refuses on `kubectl create` whenever
