@@ -5,6 +5,7 @@
 
 pub mod analysis;
 pub mod approval;
+pub mod audit;
 pub mod crd;
 pub mod decision;
 pub mod decision_cache;
