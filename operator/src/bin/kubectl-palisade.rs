@@ -1,5 +1,6 @@
 //! `kubectl palisade`: the kubectl plugin. `check` explains, offline, how a policy decides
-//! one statement — the way to test a policy before applying it.
+//! one statement — the way to test a policy before applying it; `audit verify` checks an
+//! audit log's chain and signed checkpoints (its logic is in `palisade_operator::audit`).
 
 use std::path::PathBuf;
 
@@ -30,6 +31,37 @@ struct Cli {
 enum Command {
     /// Explain the decision for one statement under the given policies, offline.
     Check(CheckArgs),
+    /// Work with audit logs.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check an audit log's hash chain and signed checkpoints; name the first broken or
+    /// missing event.
+    #[command(after_long_help = palisade_operator::audit::VERIFY_HELP)]
+    Verify(VerifyArgs),
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// The log files of one stream (the live file and its rotated ones), in any order.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// A trusted public key (PEM, `-----BEGIN PUBLIC KEY-----`); repeat for rotated keys.
+    /// Without one, signatures are not checked.
+    #[arg(long = "public-key", value_name = "F")]
+    public_keys: Vec<PathBuf>,
+    /// The log must cover from this time (RFC 3339, or a date YYYY-MM-DD).
+    #[arg(long, value_name = "T")]
+    since: Option<String>,
+    /// The log must be sealed through this time (RFC 3339, or a date YYYY-MM-DD).
+    #[arg(long, value_name = "T")]
+    until: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    output: Output,
 }
 
 #[derive(clap::Args)]
@@ -73,6 +105,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check(args),
+        Command::Audit(AuditCommand::Verify(args)) => audit_verify(args),
     };
     match result {
         Ok(code) => code,
@@ -81,6 +114,19 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// Exit status: 0 valid, 1 anything invalid, 2 bad input.
+fn audit_verify(args: VerifyArgs) -> anyhow::Result<std::process::ExitCode> {
+    let request = palisade_operator::audit::VerifyRequest {
+        files: args.files,
+        public_keys: args.public_keys,
+        since: args.since,
+        until: args.until,
+        json: matches!(args.output, Output::Json),
+    };
+    let valid = palisade_operator::audit::verify(&request, &mut std::io::stdout().lock())?;
+    Ok(std::process::ExitCode::from(u8::from(!valid)))
 }
 
 fn load(files: &[PathBuf], only: Option<&str>) -> anyhow::Result<Vec<RenderedPolicy>> {

@@ -25,13 +25,13 @@ pub const DOMAIN: &str = "palisade audit checkpoint v1";
 impl Interval {
     /// A checkpoint after every 1000 events, and at least every 60 seconds (also when idle).
     ///
-    /// Why these numbers: what is lost to a crash is the unsealed tail, and a tail is only
-    /// "unsealed", never silently lost — the chain still proves its order — so the interval
-    /// bounds how much of a log rests on the chain alone (at most 1000 events or one minute,
-    /// the same order as CloudTrail's digests, which come hourly). The cost is one line per
-    /// interval and one Ed25519 signature (~20 µs): at 1000 events it is 0.1% of lines and
-    /// well under 1% of the writer's CPU at thousands of statements a second. The idle
-    /// heartbeat (1440 lines a day, ~0.5 MB) is what lets a verifier tell that a log covers
+    /// Why these numbers: after a crash, the events since the last checkpoint rest on the
+    /// chain alone (their order and content still check, but nothing signed vouches for
+    /// them against a rewrite), so the interval bounds that exposure — at most 1000 events
+    /// or one minute, against CloudTrail's hourly digests. The cost is one line and one
+    /// Ed25519 signature per interval: at 1000 events that is 0.1% of the lines, and one
+    /// signature against the thousand hashes and serialisations the events cost. The idle
+    /// heartbeat (1440 lines a day, under 1 MB) is what lets a verifier tell that a log covers
     /// a requested time range: a live writer seals at least once a minute, so a log whose
     /// last seal is older than the range's end was cut short or its writer stopped.
     pub const DEFAULT: Interval = Interval {

@@ -248,13 +248,27 @@ fn span(from: &Option<Timestamp>, to: &Option<Timestamp>) -> String {
     format!("{} to {}", opt_ts(from), opt_ts(to))
 }
 
+fn seqs(from: u64, to: u64) -> String {
+    if from == to {
+        format!("seq {from}")
+    } else {
+        format!("seq {from} to {to}")
+    }
+}
+
 impl Report {
     /// The text a person reads.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         let c = &self.coverage;
         if c.since.is_some() || c.until.is_some() {
-            let _ = writeln!(out, "Results requested for {}", span(&c.since, &c.until));
+            let _ = writeln!(
+                out,
+                "Results requested for {} to {}",
+                c.since
+                    .map_or("the stream's start".into(), |t| t.to_string()),
+                c.until.map_or("the log's end".into(), |t| t.to_string())
+            );
         }
         let _ = writeln!(
             out,
@@ -344,14 +358,14 @@ impl Report {
             );
         }
         for g in &self.gaps {
-            let _ = writeln!(
-                out,
-                "Gap: seq {} to {} missing (after {}, before {})",
-                g.from_seq,
-                g.to_seq,
-                g.after_file.as_deref().unwrap_or("the start"),
-                g.before_file.as_deref().unwrap_or("the end")
-            );
+            let place = match (&g.after_file, &g.before_file) {
+                (Some(a), Some(b)) if a == b => format!("in {a}"),
+                (Some(a), Some(b)) => format!("between {a} and {b}"),
+                (None, Some(b)) => format!("before {b}"),
+                (Some(a), None) => format!("after {a}"),
+                (None, None) => String::new(),
+            };
+            let _ = writeln!(out, "Gap: {} missing {place}", seqs(g.from_seq, g.to_seq));
         }
         if !self.problems.is_empty() {
             let _ = writeln!(out, "Problems:");
@@ -360,7 +374,12 @@ impl Report {
             }
         }
         if let Some(p) = &self.first_broken {
-            let _ = writeln!(out, "First broken: {}", location(p));
+            let _ = writeln!(
+                out,
+                "First broken: {} ({})",
+                location(p).unwrap_or_default(),
+                p.kind.word()
+            );
         }
         let _ = writeln!(
             out,
@@ -392,7 +411,7 @@ impl Report {
     }
 }
 
-fn location(p: &Problem) -> String {
+fn location(p: &Problem) -> Option<String> {
     let mut s = String::new();
     if let Some(seq) = p.seq {
         let _ = write!(s, "seq {seq}");
@@ -403,9 +422,12 @@ fn location(p: &Problem) -> String {
     if let Some(offset) = p.offset {
         let _ = write!(s, " at byte {offset}");
     }
-    if s.is_empty() { "-".into() } else { s }
+    (!s.is_empty()).then_some(s)
 }
 
 fn problem_line(p: &Problem) -> String {
-    format!("{}: {}: {}", location(p), p.kind.word(), p.message)
+    match location(p) {
+        Some(at) => format!("{at}: {}: {}", p.kind.word(), p.message),
+        None => format!("{}: {}", p.kind.word(), p.message),
+    }
 }

@@ -87,7 +87,7 @@ fn sample(kind: Kind, ts: Timestamp, n: usize) -> Event {
                 "public.customers.email".into(),
                 "public.customers.plan".into(),
             ],
-            index: (n % 7 == 0).then_some(1),
+            index: n.is_multiple_of(7).then_some(1),
         });
         e.decision = Some(Decision {
             action: if kind == Kind::Approval {
@@ -105,7 +105,7 @@ fn sample(kind: Kind, ts: Timestamp, n: usize) -> Event {
             e.result = Some(StatementResult {
                 rows: Some(1),
                 tag: Some("SELECT 1".into()),
-                error: (n % 11 == 0).then(|| "42501".into()),
+                error: n.is_multiple_of(11).then(|| "42501".into()),
                 ms: 0.41,
             });
             e.data_version = Some(DataVersion {

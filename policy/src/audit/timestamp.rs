@@ -42,9 +42,16 @@ impl Timestamp {
     /// A system time, cut to microseconds. Times outside what RFC 3339 can write (before
     /// year 0 or after 9999) are clamped, since a wall clock never reads them.
     pub fn from_system_time(t: SystemTime) -> Timestamp {
-        let dt = OffsetDateTime::from(t);
-        let clamped = dt.clamp(min_time(), max_time());
-        Timestamp(truncate(clamped))
+        // Through microseconds rather than `OffsetDateTime::from`, which panics on overflow.
+        let micros = match t.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_micros()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_micros()).map_or(i64::MIN, |m| -m),
+        };
+        Timestamp::from_unix_micros(micros).unwrap_or(Timestamp(if micros < 0 {
+            min_time()
+        } else {
+            max_time()
+        }))
     }
 
     /// Microseconds since the Unix epoch (negative before it).
@@ -181,6 +188,19 @@ mod tests {
         let b = Timestamp::parse_user("2026-11-26").unwrap();
         assert_eq!(b.to_string(), "2026-11-26T00:00:00.000000Z");
         assert!(Timestamp::parse_user("yesterday").is_err());
+    }
+
+    #[test]
+    fn system_times_are_cut_to_microseconds_and_clamped() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_500_999);
+        assert_eq!(Timestamp::from_system_time(t).unix_micros(), 1_500);
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert_eq!(
+            Timestamp::from_system_time(far).to_string(),
+            "9999-12-31T23:59:59.999999Z"
+        );
+        let now = Timestamp::now();
+        assert_eq!(now.to_string().len(), 27);
     }
 
     #[test]

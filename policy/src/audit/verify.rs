@@ -24,6 +24,7 @@
 //! Memory: the walk keeps a small record per event (~150 bytes), not the lines.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
@@ -71,7 +72,14 @@ pub fn verify_files(paths: &[PathBuf], options: &Options) -> Result<Report, Veri
         return Err(VerifyError::NoFiles);
     }
     let mut scans = Vec::with_capacity(paths.len());
+    let mut seen = Vec::new();
     for path in paths {
+        // The same file named twice (a glob and a name) is read once.
+        let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
+        if seen.contains(&canonical) {
+            continue;
+        }
+        seen.push(canonical);
         let name = path.display().to_string();
         let err = |source| VerifyError::Read {
             path: name.clone(),
@@ -268,10 +276,11 @@ struct MultiIndex {
 
 impl MultiIndex {
     fn insert(&mut self, key: [u8; 32], i: usize) {
-        if self.first.contains_key(&key) {
-            self.more.entry(key).or_default().push(i);
-        } else {
-            self.first.insert(key, i);
+        match self.first.entry(key) {
+            Entry::Occupied(_) => self.more.entry(key).or_default().push(i),
+            Entry::Vacant(slot) => {
+                slot.insert(i);
+            }
         }
     }
 
@@ -374,15 +383,16 @@ impl<'a> Walk<'a> {
         });
     }
 
+    /// "seq N (FILE at byte O)", for another line than the one a problem is reported at.
     fn describe(&self, i: usize) -> String {
         let seq = self
             .ev(i)
             .map_or_else(|| "?".to_string(), |e| e.seq.to_string());
-        format!(
-            "seq {seq} ({} at byte {})",
-            self.file_name(i),
-            self.rec(i).offset
-        )
+        format!("seq {seq} ({})", self.place_of(i))
+    }
+
+    fn place_of(&self, i: usize) -> String {
+        format!("{} at byte {}", self.file_name(i), self.rec(i).offset)
     }
 
     fn run(&mut self) {
@@ -452,10 +462,8 @@ impl<'a> Walk<'a> {
                         h.seq + 1,
                         i,
                         format!(
-                            "{} chains to seq {} but is numbered {}: its seq was rewritten",
-                            self.describe(i),
-                            h.seq,
-                            e.seq
+                            "the event chains to seq {} but is numbered {}: its seq was rewritten",
+                            h.seq, e.seq
                         ),
                     );
                 }
@@ -498,19 +506,20 @@ impl<'a> Walk<'a> {
                 if pred.is_none() && self.by_prev.get(&e.hash).next().is_none() {
                     self.state[i] = State::Inserted;
                     let msg = format!(
-                        "{} is not part of the chain (the event after seq {} is {})",
-                        self.describe(i),
+                        "a line numbered seq {} that is not part of the chain (seq {} follows seq {} at {})",
+                        e.seq,
+                        h.seq + 1,
                         h.seq,
-                        self.describe(s)
+                        self.place_of(s)
                     );
                     self.problem(ProblemKind::Inserted, h.seq + 1, i, msg);
                     return;
                 }
                 // The head's successor was moved further down.
                 let msg = format!(
-                    "{} belongs here, before {}",
-                    self.describe(s),
-                    self.describe(i)
+                    "seq {} belongs here, but is further on, at {}",
+                    h.seq + 1,
+                    self.place_of(s)
                 );
                 self.problem(ProblemKind::Reordered, h.seq + 1, i, msg);
                 self.accept(s);
@@ -525,13 +534,9 @@ impl<'a> Walk<'a> {
                     self.state[i] = State::OutOfPlace;
                     return;
                 }
-                Some(p) if self.state[p] == State::Accepted => {
-                    // `i` continues the chain from an earlier event: whatever was accepted
-                    // after that event is a branch someone added.
-                    if self.unwind_to(p) {
-                        continue;
-                    }
-                }
+                // `i` continues the chain from an earlier event: whatever was accepted after
+                // that event is a branch someone added, so the chain goes back to it.
+                Some(p) if self.state[p] == State::Accepted && self.unwind_to(p) => continue,
                 _ => {}
             }
             // Nothing in the log links `i` to the head: events between them are gone.
@@ -550,8 +555,8 @@ impl<'a> Walk<'a> {
                     self.problem(ProblemKind::Edited, e.seq, u, msg);
                 } else if let Some(hi) = h.idx {
                     let msg = format!(
-                        "{} was rewritten: {} chains to a different version of it",
-                        self.describe(hi),
+                        "seq {} was rewritten: {} chains to a different version of it",
+                        h.seq,
                         self.describe(i)
                     );
                     self.problem(ProblemKind::Edited, h.seq, hi, msg);
@@ -561,7 +566,10 @@ impl<'a> Walk<'a> {
             }
             // Numbered at or before the head, linked to nothing: a forged line.
             self.state[i] = State::Inserted;
-            let msg = format!("{} is not part of the chain", self.describe(i));
+            let msg = format!(
+                "a line numbered seq {} that is not part of the chain (after seq {})",
+                e.seq, h.seq
+            );
             self.problem(ProblemKind::Inserted, h.seq + 1, i, msg);
             return;
         }
@@ -570,9 +578,9 @@ impl<'a> Walk<'a> {
     fn out_of_place(&mut self, i: usize, h: HeadRef) {
         self.state[i] = State::OutOfPlace;
         let expected = h.seq + 1;
+        let seq = self.ev(i).map_or(0, |e| e.seq);
         let msg = format!(
-            "{} comes before the events it follows (seq {expected} was expected here)",
-            self.describe(i)
+            "seq {seq} is here, ahead of the events it follows (seq {expected} was expected)"
         );
         self.problem(ProblemKind::Reordered, expected, i, msg);
     }
@@ -586,12 +594,14 @@ impl<'a> Walk<'a> {
         let branch: Vec<usize> = self.chain.split_off(pos + 1);
         if let Some(&first) = branch.first() {
             let seq = self.ev(first).map_or(0, |e| e.seq);
+            let from = self.ev(p).map_or(0, |e| e.seq);
             let msg = if branch.len() == 1 {
-                format!("{} is not part of the chain", self.describe(first))
+                format!(
+                    "a line numbered seq {seq} that is not part of the chain (the chain goes on from seq {from} past it)"
+                )
             } else {
                 format!(
-                    "{} and the {} lines after it are not part of the chain",
-                    self.describe(first),
+                    "a line numbered seq {seq} and the {} after it are not part of the chain",
                     branch.len() - 1
                 )
             };
@@ -647,7 +657,7 @@ impl<'a> Walk<'a> {
                         " between {a} and {before_file} (a rotated file or the end of one removed)"
                     )
                 }
-                _ => format!(", before {}", self.describe(i)),
+                _ => String::new(),
             };
             self.problem(
                 ProblemKind::Deleted,
@@ -676,40 +686,32 @@ impl<'a> Walk<'a> {
         self.chain.push(i);
         let Some(e) = self.ev(i) else { return };
         if !e.content_ok {
-            let msg = format!("{}: its content does not match its hash", self.describe(i));
+            let msg = "its content does not match its hash".to_string();
             self.problem(ProblemKind::Edited, e.seq, i, msg);
         }
         if let Some(seal) = &e.checkpoint {
             if seal.missing {
-                let msg = format!(
-                    "{}: a checkpoint without a readable checkpoint part",
-                    self.describe(i)
-                );
+                let msg = "a checkpoint without a readable checkpoint part".to_string();
                 self.problem(ProblemKind::Edited, e.seq, i, msg);
             } else if !seal.head_ok {
-                let msg = format!(
-                    "{}: the checkpoint does not name the event before it as the head it seals",
-                    self.describe(i)
-                );
+                let msg = "the checkpoint does not name the event before it as the head it seals"
+                    .to_string();
                 self.problem(ProblemKind::Edited, e.seq, i, msg);
             }
             match &seal.signature {
                 Some(SignatureCheck::Bad { key_id }) => {
                     let msg = format!(
-                        "checkpoint {}: the signature by {key_id} does not hold: events it seals were rewritten",
-                        self.describe(i)
+                        "the checkpoint's signature by {key_id} does not hold: events it seals were rewritten"
                     );
                     self.problem(ProblemKind::BadSignature, e.seq, i, msg);
                 }
                 Some(SignatureCheck::UnknownKey { key_id }) => {
-                    let msg = format!(
-                        "checkpoint {} is signed by {key_id}, which is not a trusted key",
-                        self.describe(i)
-                    );
+                    let msg =
+                        format!("the checkpoint is signed by {key_id}, which is not a trusted key");
                     self.problem(ProblemKind::UnknownKey, e.seq, i, msg);
                 }
                 Some(SignatureCheck::Unsigned) => {
-                    let msg = format!("checkpoint {} carries no signature", self.describe(i));
+                    let msg = "the checkpoint carries no signature".to_string();
                     self.problem(ProblemKind::Unsigned, e.seq, i, msg);
                 }
                 Some(SignatureCheck::Verified { .. }) | None => {}
@@ -790,10 +792,12 @@ fn analyse(mut scans: Vec<Scan>, options: &Options) -> Report {
         {
             let interval = seal.interval;
             let late = cp.ts.add(unsealed_allowance(&interval));
-            if tail.events > interval.events {
-                let at = tail_lines[usize::try_from(interval.events)
-                    .unwrap_or(0)
-                    .min(tail_lines.len() - 1)];
+            // The line where the missing checkpoint should have followed.
+            let nth = usize::try_from(interval.events).unwrap_or(usize::MAX);
+            let due = tail_lines.get(nth).or(tail_lines.last()).copied();
+            if tail.events > interval.events
+                && let Some(at) = due
+            {
                 let msg = format!(
                     "a checkpoint is missing: {} events follow {}, whose writer seals every {} events",
                     tail.events,
