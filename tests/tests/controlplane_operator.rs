@@ -454,6 +454,8 @@ fn the_operator_and_the_sidecars_have_least_privilege() {
         &["delete", "configmaps", "-n", ns],
         &["watch", "pods", "-n", ns],
         &["patch", "pods", "-n", ns],
+        // The webhook follows a pod's ReplicaSet to its Deployment (workload identity).
+        &["get", "replicasets.apps", "-n", ns],
         &["get", "secrets", "-n", ns],
         &["create", "events", "-n", ns],
         &["patch", "events.events.k8s.io", "-n", ns],
@@ -473,6 +475,8 @@ fn the_operator_and_the_sidecars_have_least_privilege() {
         &["delete", "databasepolicies.palisade.dev", "-n", ns],
         &["update", "approvalrequests.palisade.dev", "-n", ns],
         &["create", "pods", "-n", ns],
+        &["list", "replicasets.apps", "-n", ns],
+        &["get", "deployments.apps", "-n", ns],
         &["delete", "pods", "-n", ns],
         &["create", "pods/exec", "-n", ns],
         &["update", "configmaps", "-n", ns],

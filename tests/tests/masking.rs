@@ -978,3 +978,36 @@ async fn notifications_from_elsewhere_pass_through_the_detectors() {
     assert!(payload.starts_with("new: "), "{payload}");
     assert!(payload.contains("[REDACTED]"), "{payload}");
 }
+
+#[tokio::test]
+async fn other_sessions_temporary_tables_never_resolve_a_name() {
+    let db = "masking_temp";
+    let s = setup(db).await;
+    let pg = PgCluster::shared();
+    // Another session, straight to the database, holds a temporary table named like the
+    // masked one: in this session `customers` is still public.customers.
+    let other = connect(&format!(
+        "host=127.0.0.1 port={} user={SUPERUSER} dbname={db}",
+        pg.port
+    ))
+    .await
+    .unwrap();
+    other
+        .batch_execute(
+            "CREATE TEMP TABLE customers (email text); INSERT INTO customers VALUES ('x')",
+        )
+        .await
+        .unwrap();
+    let client = connect(&conn_str(s.port, TRUST_USER, db)).await.unwrap();
+    take(&s.seen);
+    for sql in [
+        "SELECT lower(email) FROM customers",
+        "SELECT email || '' FROM customers",
+    ] {
+        assert_eq!(simple(&client, sql).await, Ok(2), "{sql}");
+        assert_eq!(binary(&client, sql).await, Ok(2), "{sql}");
+        let leaked = leaks(&take(&s.seen));
+        assert!(leaked.is_empty(), "{sql}: {leaked:?}");
+    }
+    drop(other);
+}
