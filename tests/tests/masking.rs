@@ -994,15 +994,15 @@ async fn other_sessions_temporary_tables_never_resolve_a_name() {
     .unwrap();
     other
         .batch_execute(
-            "CREATE TEMP TABLE customers (email text); INSERT INTO customers VALUES ('x')",
+            "CREATE TEMP TABLE customers (email text, ssn text); INSERT INTO customers VALUES ('x', 'y')",
         )
         .await
         .unwrap();
     let client = connect(&conn_str(s.port, TRUST_USER, db)).await.unwrap();
     take(&s.seen);
     for sql in [
-        "SELECT lower(email) FROM customers",
-        "SELECT email || '' FROM customers",
+        "SELECT upper(ssn) FROM customers",
+        "SELECT ssn || '' FROM customers",
     ] {
         assert_eq!(simple(&client, sql).await, Ok(2), "{sql}");
         assert_eq!(binary(&client, sql).await, Ok(2), "{sql}");
