@@ -13,13 +13,22 @@
 //! nothing from Palisade to read it. **The key id** is `sha256:` + hex SHA-256 of that key's
 //! DER encoding (as Certificate Transparency names a log's key, RFC 6962 §3.2), so anyone
 //! can recompute it: `openssl pkey -pubin -in key.pub -outform DER | sha256sum`.
+//!
+//! Signing and verifying run on ring, the crypto library the rest of Palisade already links.
 
 use std::fmt;
 
-use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
-use ed25519_dalek::{Signature, Signer};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
+
+/// The DER SubjectPublicKeyInfo of an Ed25519 key is these 12 bytes and the 32-byte key
+/// (RFC 8410 §4: SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING }), so it is built
+/// and read by hand rather than through an ASN.1 library.
+const SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
 
 /// Why a key could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -30,13 +39,11 @@ pub enum KeyError {
     SigningForm(String),
     #[error("not an Ed25519 public key: {0}")]
     PublicForm(String),
-    #[error("encoding the public key: {0}")]
-    Encode(String),
 }
 
 /// The private key that signs checkpoints.
 pub struct SigningKey {
-    key: ed25519_dalek::SigningKey,
+    key: Ed25519KeyPair,
     public: PublicKey,
 }
 
@@ -52,12 +59,15 @@ impl fmt::Debug for SigningKey {
 impl SigningKey {
     /// Reads the key from a Secret's bytes (see the module documentation for the forms).
     pub fn from_secret_bytes(bytes: &[u8]) -> Result<SigningKey, KeyError> {
-        let key = if let Ok(seed) = <&[u8; 32]>::try_from(bytes) {
-            ed25519_dalek::SigningKey::from_bytes(seed)
+        let key = if bytes.len() == 32 {
+            // ring calls a bare seed "unchecked" because there is no public key beside it
+            // to compare with; there is nothing else to check.
+            Ed25519KeyPair::from_seed_unchecked(bytes)
+                .map_err(|e| KeyError::SigningForm(format!("a seed ring refuses ({e})")))?
         } else {
             let text = std::str::from_utf8(bytes)
-                .map_err(|_| KeyError::SigningForm(format!("{} bytes of binary", bytes.len())))?;
-            let text = text.trim();
+                .map_err(|_| KeyError::SigningForm(format!("{} bytes of binary", bytes.len())))?
+                .trim();
             if text.contains("-----BEGIN PUBLIC KEY-----") {
                 return Err(KeyError::SigningForm(
                     "a public key (the signer needs the private key)".into(),
@@ -69,11 +79,18 @@ impl SigningKey {
                     bytes.len()
                 )));
             }
-            ed25519_dalek::SigningKey::from_pkcs8_pem(text).map_err(|e| {
+            let der = pem_body(text, "PRIVATE KEY").map_err(|e| {
                 KeyError::SigningForm(format!("a PEM private key that does not decode ({e})"))
+            })?;
+            // "maybe unchecked": OpenSSL writes PKCS#8 v1, which has no public key to check
+            // against; a v2 document's public key is checked.
+            Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(|e| {
+                KeyError::SigningForm(format!("a PEM private key that is not Ed25519 ({e})"))
             })?
         };
-        let public = PublicKey::new(key.verifying_key())?;
+        let mut raw = [0u8; 32];
+        raw.copy_from_slice(key.public_key().as_ref());
+        let public = PublicKey::new(raw);
         Ok(SigningKey { key, public })
     }
 
@@ -94,14 +111,14 @@ impl SigningKey {
 
     /// Signs a message; hex of the 64-byte signature.
     pub fn sign_hex(&self, message: &[u8]) -> String {
-        hex::encode(self.key.sign(message).to_bytes())
+        hex::encode(self.key.sign(message).as_ref())
     }
 }
 
 /// A public key a verifier trusts.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PublicKey {
-    key: ed25519_dalek::VerifyingKey,
+    raw: [u8; 32],
     key_id: String,
     pem: String,
 }
@@ -115,15 +132,16 @@ impl fmt::Debug for PublicKey {
 }
 
 impl PublicKey {
-    fn new(key: ed25519_dalek::VerifyingKey) -> Result<PublicKey, KeyError> {
-        let der = key
-            .to_public_key_der()
-            .map_err(|e| KeyError::Encode(e.to_string()))?;
-        let key_id = format!("sha256:{}", hex::encode(Sha256::digest(der.as_bytes())));
-        let pem = key
-            .to_public_key_pem(LineEnding::LF)
-            .map_err(|e| KeyError::Encode(e.to_string()))?;
-        Ok(PublicKey { key, key_id, pem })
+    fn new(raw: [u8; 32]) -> PublicKey {
+        let mut der = SPKI_PREFIX.to_vec();
+        der.extend_from_slice(&raw);
+        let key_id = format!("sha256:{}", hex::encode(Sha256::digest(&der)));
+        // 44 bytes are 60 base64 characters: one line, as OpenSSL writes it.
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            STANDARD.encode(&der)
+        );
+        PublicKey { raw, key_id, pem }
     }
 
     /// Reads a published public key: a PEM SubjectPublicKeyInfo (`-----BEGIN PUBLIC KEY-----`).
@@ -142,10 +160,14 @@ impl PublicKey {
                 "expected a PEM starting with -----BEGIN PUBLIC KEY-----".into(),
             ));
         }
-        let key = ed25519_dalek::VerifyingKey::from_public_key_pem(text).map_err(|e| {
-            KeyError::PublicForm(format!("the PEM does not decode as Ed25519 ({e})"))
-        })?;
-        PublicKey::new(key)
+        let der = pem_body(text, "PUBLIC KEY").map_err(KeyError::PublicForm)?;
+        let raw = der
+            .strip_prefix(&SPKI_PREFIX[..])
+            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+            .ok_or_else(|| {
+                KeyError::PublicForm("the PEM holds a key of another algorithm or shape".into())
+            })?;
+        Ok(PublicKey::new(raw))
     }
 
     /// `sha256:` + hex SHA-256 of the DER SubjectPublicKeyInfo.
@@ -158,19 +180,37 @@ impl PublicKey {
         &self.pem
     }
 
-    /// Whether `signature_hex` is this key's signature over `message`. Verification is
-    /// strict (RFC 8032's canonical encodings), so one message has one valid signature
-    /// encoding per key.
+    /// Whether `signature_hex` is this key's signature over `message` (RFC 8032, as ring
+    /// checks it: a non-canonical signature is refused).
     pub fn verify_hex(&self, message: &[u8], signature_hex: &str) -> bool {
-        let Ok(bytes) = hex::decode(signature_hex) else {
+        let Ok(signature) = hex::decode(signature_hex) else {
             return false;
         };
-        let Ok(bytes) = <[u8; 64]>::try_from(bytes.as_slice()) else {
-            return false;
-        };
-        let signature = Signature::from_bytes(&bytes);
-        self.key.verify_strict(message, &signature).is_ok()
+        UnparsedPublicKey::new(&ED25519, &self.raw)
+            .verify(message, &signature)
+            .is_ok()
     }
+}
+
+/// The bytes between a PEM's `-----BEGIN <label>-----` and `-----END <label>-----` lines.
+fn pem_body(text: &str, label: &str) -> Result<Vec<u8>, String> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = text
+        .find(&begin)
+        .map(|i| i + begin.len())
+        .ok_or_else(|| format!("no {begin} line"))?;
+    let stop = text[start..]
+        .find(&end)
+        .map(|i| i + start)
+        .ok_or_else(|| format!("no {end} line"))?;
+    let body: String = text[start..stop]
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    STANDARD
+        .decode(body)
+        .map_err(|e| format!("its base64 does not decode: {e}"))
 }
 
 #[cfg(test)]
@@ -221,8 +261,16 @@ mod tests {
         assert!(err(public.as_bytes()).contains("a public key"));
         assert!(
             err(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+                .contains("not Ed25519")
+        );
+        assert!(
+            err(b"-----BEGIN PRIVATE KEY-----\n!!\n-----END PRIVATE KEY-----\n")
                 .contains("does not decode")
         );
+        // A P-256 key's SubjectPublicKeyInfo (`openssl ecparam -genkey -name prime256v1`).
+        let ec = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE6b08x09lfZ3EVC6gk3/DYzOVbQyc\n1kHJbOHGqScvMdme4tlBwUM4golnzyjT3RKDGGwnGu1dkrhvC0QLbYSE4g==\n-----END PUBLIC KEY-----\n";
+        let perr = PublicKey::from_pem(ec.as_bytes()).unwrap_err().to_string();
+        assert!(perr.contains("another algorithm"), "{perr}");
         let perr = PublicKey::from_pem(PKCS8.as_bytes())
             .unwrap_err()
             .to_string();

@@ -935,3 +935,55 @@ fn events_look_like_the_spec_example() {
     assert!(v["statement"].get("index").is_none());
     let _ = Recovery::default();
 }
+
+#[test]
+fn a_deleted_checkpoint_and_a_forged_signature() {
+    let lines = signed(0);
+    let cps: Vec<usize> = (0..lines.len())
+        .filter(|&i| kind_of(&lines[i]) == Kind::Checkpoint)
+        .collect();
+    // A checkpoint in the middle deleted: its seq is missing, the chain says so.
+    let mut gone = lines.clone();
+    let cp = cps[1];
+    gone.remove(cp);
+    let report = verify_one(&gone, &with_key());
+    assert_eq!(
+        kinds(&report),
+        [ProblemKind::Deleted],
+        "{}",
+        report.to_text()
+    );
+    assert_first_broken(
+        &report,
+        ProblemKind::Deleted,
+        seq_of(&lines[cp]),
+        "audit.jsonl",
+        offset(&gone, cp),
+    );
+    assert_eq!(report.segments.len(), cps.len() - 1);
+
+    // A signature replaced and everything after re-sealed: the chain holds, the seal not.
+    let mut forged = lines.clone();
+    reseal(&mut forged, cp, |n, e| {
+        if n == cp {
+            let c = e.checkpoint.as_mut().unwrap();
+            c.signature = Some("00".repeat(64));
+        }
+    });
+    let report = verify_one(&forged, &with_key());
+    assert!(!report.valid);
+    assert!(
+        kinds(&report)
+            .iter()
+            .all(|k| *k == ProblemKind::BadSignature),
+        "{}",
+        report.to_text()
+    );
+    assert_first_broken(
+        &report,
+        ProblemKind::BadSignature,
+        seq_of(&lines[cp]),
+        "audit.jsonl",
+        offset(&lines, cp),
+    );
+}
