@@ -176,7 +176,7 @@ impl MaskRules {
     /// The mask of a stored column that a result column reads unchanged, by the
     /// RowDescription's table OID and column number.
     pub fn stored(&self, catalog: &Catalog, table_oid: u32, attnum: i16) -> Stored {
-        let Some(relation) = catalog.relations.get(&table_oid) else {
+        let Some(relation) = catalog.relation(table_oid) else {
             return Stored::Unknown;
         };
         let Some(column) = relation.columns.iter().find(|c| c.attnum == attnum) else {
@@ -432,13 +432,16 @@ impl MaskRules {
                         }
                     }
                     if let Some(view) = &relation.view {
+                        // A view's names resolve among what it could read when it was
+                        // made: a shared view never reads this session's temporary tables.
+                        let scope = catalog.layer_of(relation.oid);
                         for output in view_outputs(relation, view, &col.column) {
                             for source in &output.sources {
                                 self.collect(
                                     source,
                                     &relation.view_reads,
                                     &SearchPath::default(),
-                                    catalog,
+                                    scope,
                                     depth + 1,
                                     found,
                                 );
@@ -605,15 +608,23 @@ impl StatementPlan {
 
 /// A snapshot of the server's catalog: the relations (tables, views) and their columns,
 /// view definitions analysed, and which function names are user-defined.
+///
+/// A catalog may be layered [`over`](Catalog::over) a shared base: a session's own
+/// temporary objects over the snapshot of its database that every session shares, so
+/// the base is never copied per session. Lookups try this layer first, then the base.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     relations: HashMap<u32, CatalogRelation>,
     by_name: HashMap<(String, String), u32>,
-    /// Relations in temporary schemas (`pg_temp_N`), by name.
+    /// Relations in temporary schemas (`pg_temp_N`), by name. Only the top layer's count:
+    /// temporary objects belong to one session, and another session's must never
+    /// resolve a name.
     temp: HashMap<String, u32>,
     /// Function names by where they are defined; a name defined by a user anywhere
     /// counts as a user function (search_path could pick it).
     functions: HashMap<String, FunctionKind>,
+    /// The catalog this one is layered over.
+    base: Option<Arc<Catalog>>,
 }
 
 /// Where a function is defined.
@@ -650,6 +661,18 @@ pub struct CatalogColumn {
 }
 
 impl Catalog {
+    /// This catalog layered over `base`: its own entries are found first, and its
+    /// temporary relations are the only ones an unqualified name can resolve to.
+    pub fn over(mut self, base: Arc<Catalog>) -> Catalog {
+        self.base = Some(base);
+        self
+    }
+
+    /// Whether this layer holds nothing (its base is not looked at).
+    pub fn is_empty(&self) -> bool {
+        self.relations.is_empty() && self.functions.is_empty()
+    }
+
     pub fn insert(&mut self, relation: CatalogRelation) {
         if relation.schema.starts_with("pg_temp") {
             self.temp.insert(relation.name.clone(), relation.oid);
@@ -662,11 +685,42 @@ impl Catalog {
     }
 
     pub fn relation(&self, oid: u32) -> Option<&CatalogRelation> {
-        self.relations.get(&oid)
+        self.relations
+            .get(&oid)
+            .or_else(|| self.base.as_deref()?.relation(oid))
     }
 
+    /// A relation of this layer (a shared base is never changed through a session's view).
     pub fn relation_mut(&mut self, oid: u32) -> Option<&mut CatalogRelation> {
         self.relations.get_mut(&oid)
+    }
+
+    /// Where a function name is defined, the strongest kind over all layers.
+    fn function_kind(&self, bare: &str) -> Option<FunctionKind> {
+        let own = self.functions.get(bare).copied();
+        let base = self.base.as_deref().and_then(|b| b.function_kind(bare));
+        own.max(base)
+    }
+
+    /// The relation `(schema, name)` in this layer or the ones below.
+    fn lookup(&self, key: &(String, String)) -> Option<&CatalogRelation> {
+        self.by_name
+            .get(key)
+            .and_then(|oid| self.relations.get(oid))
+            .or_else(|| self.base.as_deref()?.lookup(key))
+    }
+
+    /// The layer that holds relation `oid` (with what lies below it), or this one.
+    fn layer_of(&self, oid: u32) -> &Catalog {
+        match &self.base {
+            Some(base) if !self.relations.contains_key(&oid) => base.layer_of(oid),
+            _ => self,
+        }
+    }
+
+    /// The session's own temporary relation `name` (this layer only).
+    fn temporary(&self, name: &str) -> Option<&CatalogRelation> {
+        self.temp.get(name).and_then(|oid| self.relations.get(oid))
     }
 
     pub fn add_user_function(&mut self, name: &str) {
@@ -686,21 +740,22 @@ impl Catalog {
             Some((_, bare)) => bare,
             None => name,
         };
-        self.functions.get(bare) == Some(&FunctionKind::User)
+        self.function_kind(bare) == Some(FunctionKind::User)
     }
 
     /// Whether the snapshot knows a function of this name (one created since it was taken
     /// is not).
     pub fn knows_function(&self, name: &str) -> bool {
         let bare = name.rsplit_once('.').map_or(name, |(_, b)| b);
-        self.functions.contains_key(bare)
+        self.function_kind(bare).is_some()
     }
 
     /// Whether the snapshot knows the relation `name` resolves to under `path`; system
-    /// catalogs are not in the snapshot and count as known.
+    /// catalogs are not in the snapshot and count as known. `pg_temp` (the session's own
+    /// temporary schema) is no system schema: its relations are in the snapshot.
     pub fn knows_relation(&self, name: &RelationName, path: &SearchPath) -> bool {
         let system = match &name.schema {
-            Some(s) => s == "pg_catalog" || s == "information_schema" || s.starts_with("pg_"),
+            Some(s) => s == "information_schema" || (s.starts_with("pg_") && s != "pg_temp"),
             None => name.name.starts_with("pg_"),
         };
         system || self.resolve(name, path).is_ok()
@@ -713,26 +768,30 @@ impl Catalog {
         name: &RelationName,
         path: &SearchPath,
     ) -> Result<&CatalogRelation, Vec<Option<String>>> {
-        let lookup = |schema: &str| {
-            self.by_name
-                .get(&(schema.to_string(), name.name.clone()))
-                .and_then(|oid| self.relations.get(oid))
-        };
         match &name.schema {
-            Some(schema) => lookup(schema).ok_or_else(|| vec![Some(schema.clone())]),
+            // `pg_temp` is PostgreSQL's alias for the session's own temporary schema.
+            Some(schema) if schema == "pg_temp" => self
+                .temporary(&name.name)
+                .ok_or_else(|| vec![Some(schema.clone())]),
+            Some(schema) => self
+                .lookup(&(schema.clone(), name.name.clone()))
+                .ok_or_else(|| vec![Some(schema.clone())]),
             None => {
-                // The session's temporary schema is searched first, implicitly.
-                if let Some(r) = self
-                    .temp
-                    .get(&name.name)
-                    .and_then(|oid| self.relations.get(oid))
-                {
+                // The session's temporary schema is searched first, implicitly, unless
+                // the path places `pg_temp` itself (`SET search_path = public, pg_temp`).
+                let placed = path.schemas.iter().any(|s| s.as_deref() == Some("pg_temp"));
+                if !placed && let Some(r) = self.temporary(&name.name) {
                     return Ok(r);
                 }
                 for schema in &path.schemas {
                     match schema {
+                        Some(s) if s == "pg_temp" => {
+                            if let Some(r) = self.temporary(&name.name) {
+                                return Ok(r);
+                            }
+                        }
                         Some(s) => {
-                            if let Some(r) = lookup(s) {
+                            if let Some(r) = self.lookup(&(s.clone(), name.name.clone())) {
                                 return Ok(r);
                             }
                         }

@@ -349,3 +349,94 @@ fn statements_touching_masked_relations_are_in_play() {
     assert!(rules.any_column_named("user_password"));
     assert!(!rules.any_column_named("name"));
 }
+
+/// A temporary `customers(email)` in `schema`, as a session that created it reads it.
+fn temp_customers(schema: &str, oid: u32) -> Catalog {
+    let mut catalog = Catalog::default();
+    catalog.insert(CatalogRelation {
+        oid,
+        schema: schema.into(),
+        name: "customers".into(),
+        columns: vec![CatalogColumn {
+            attnum: 1,
+            name: "email".into(),
+            type_oid: 25,
+        }],
+        ..CatalogRelation::default()
+    });
+    catalog
+}
+
+fn first_mask(rules: &MaskRules, catalog: &Catalog, path: &SearchPath, sql: &str) -> Option<Mask> {
+    let info = analyze(sql).unwrap().remove(0);
+    let plan = rules.plan(&info, path, catalog).unwrap();
+    plan.outputs[0].mask.as_ref().map(|m| m.mask.clone())
+}
+
+#[test]
+fn a_session_layer_resolves_its_own_temporary_relations_over_the_shared_base() {
+    let rules = rules_for(&policy(""), &[]);
+    let shared = Arc::new(customers_catalog());
+    let session = temp_customers("pg_temp_3", 900).over(shared.clone());
+    let path = SearchPath::default();
+    // The session's own temporary table shadows public.customers, as in PostgreSQL.
+    let sql = "SELECT lower(email) FROM customers";
+    assert_eq!(first_mask(&rules, &session, &path, sql), None);
+    let sql = "SELECT lower(email) FROM pg_temp.customers";
+    assert_eq!(first_mask(&rules, &session, &path, sql), None);
+    // The shared base is still there underneath: qualified names, views, OIDs, functions.
+    let sql = "SELECT lower(email) FROM public.customers";
+    assert_eq!(first_mask(&rules, &session, &path, sql), Some(Mask::Email));
+    // A shared view's unqualified `customers` is public.customers, not the session's.
+    let sql = "SELECT upper(e) FROM contacts";
+    assert_eq!(first_mask(&rules, &session, &path, sql), Some(Mask::Email));
+    assert!(matches!(
+        rules.stored(&session, 100, 3),
+        Stored::Known(Some(_))
+    ));
+    assert_eq!(rules.stored(&session, 900, 1), Stored::Known(None));
+    assert!(session.knows_function("leak"));
+    assert!(plan(&rules, &session, "SELECT leak(1)").is_err());
+    let pg_temp = RelationName {
+        schema: Some("pg_temp".into()),
+        name: "customers".into(),
+    };
+    assert!(session.knows_relation(&pg_temp, &path));
+    // The base was shared, not copied, and does not see the session's layer.
+    assert_eq!(Arc::strong_count(&shared), 2);
+    assert!(shared.relation(900).is_none());
+    assert!(!shared.knows_relation(&pg_temp, &path));
+}
+
+#[test]
+fn temporary_relations_below_the_top_layer_never_resolve_a_name() {
+    let rules = rules_for(&policy(""), &[]);
+    // Another session's temporary `customers` (raw values) must not stand in for
+    // public.customers in this session, whether it sits in the base or not at all.
+    let mut shared = customers_catalog();
+    shared.insert(
+        temp_customers("pg_temp_7", 901)
+            .relation(901)
+            .unwrap()
+            .clone(),
+    );
+    let session = Catalog::default().over(Arc::new(shared));
+    let path = SearchPath::default();
+    let sql = "SELECT lower(email) FROM customers";
+    assert_eq!(first_mask(&rules, &session, &path, sql), Some(Mask::Email));
+}
+
+#[test]
+fn an_explicit_pg_temp_in_the_search_path_is_searched_in_its_place() {
+    let rules = rules_for(&policy(""), &[]);
+    let session = temp_customers("pg_temp_3", 900).over(Arc::new(customers_catalog()));
+    let sql = "SELECT lower(email) FROM customers";
+    let last = SearchPath {
+        schemas: vec![Some("public".into()), Some("pg_temp".into())],
+    };
+    assert_eq!(first_mask(&rules, &session, &last, sql), Some(Mask::Email));
+    let first = SearchPath {
+        schemas: vec![Some("pg_temp".into()), Some("public".into())],
+    };
+    assert_eq!(first_mask(&rules, &session, &first, sql), None);
+}
