@@ -22,7 +22,7 @@ use palisade_policy::mask_plan::StatementPlan;
 use tracing::{info, warn};
 
 use crate::config::{LoadedPolicy, Upstream};
-use crate::masking::catalog::Snapshot;
+use crate::masking::shared::{CatalogHandle, DdlWatch, SessionCatalog};
 use crate::masking::{Check, Masking};
 use crate::protocol::error::{PgError, error_message_field, sqlstate};
 use crate::protocol::frame::{Header, message};
@@ -70,6 +70,10 @@ pub struct Governance {
     date_style: String,
     /// How the server reads statement bytes (encodings, literals, grammar).
     syntax: SessionSyntax,
+    /// The database's shared catalog snapshot, for masking a reload may start.
+    catalog: CatalogHandle,
+    /// DDL this session sends makes every session's catalog snapshot stale.
+    ddl: DdlWatch,
 }
 
 impl Governance {
@@ -80,8 +84,11 @@ impl Governance {
         masking: Option<Masking>,
         date_style: String,
         syntax: SessionSyntax,
+        catalog: CatalogHandle,
     ) -> Self {
         Governance {
+            ddl: DdlWatch::new(catalog.clone()),
+            catalog,
             masking,
             date_style,
             syntax,
@@ -283,9 +290,9 @@ impl Governance {
         match &mut self.masking {
             Some(m) => m.set_rules(rules),
             None if rules.is_active() => {
-                let mut m = Masking::new(rules, Snapshot::default(), &self.date_style);
-                m.mark_stale();
-                self.masking = Some(m);
+                // Read before its first statement, temporary objects made so far included.
+                let catalog = SessionCatalog::unread(self.catalog.clone());
+                self.masking = Some(Masking::new(rules, catalog, &self.date_style));
             }
             None => {}
         }
@@ -412,7 +419,10 @@ impl Governance {
             decision
         };
         match decision.action {
-            Action::Allow => Ok((decision, policy, text)),
+            Action::Allow => {
+                self.ddl.sent(&decision.operations);
+                Ok((decision, policy, text))
+            }
             Action::Deny | Action::RequireApproval => {
                 info!(rule = decision.rule(), reason = ?decision.reason, operations = ?decision.operations, "statement denied");
                 Err(denial_error(&policy, &decision))
@@ -595,6 +605,14 @@ impl Governance {
     pub fn on_ready_for_query(&mut self, idle: bool) {
         if idle {
             self.denials.clear();
+        }
+    }
+
+    /// The transaction status of a ReadyForQuery the client gets.
+    pub fn on_transaction_status(&mut self, status: u8) {
+        self.ddl.on_status(status);
+        if let Some(m) = &mut self.masking {
+            m.on_status(status);
         }
     }
 }

@@ -9,6 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::masking::shared::Why;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyLabel {
     pub policy: String,
@@ -24,6 +26,12 @@ pub struct BytesLabel {
 pub struct UpstreamErrorLabel {
     pub policy: String,
     pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CatalogQueryLabel {
+    pub policy: String,
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -43,6 +51,7 @@ pub struct Metrics {
     latency: HistogramFamily,
     reloads: Family<ResultLabel, Counter>,
     policies: Gauge,
+    catalog_queries: Family<CatalogQueryLabel, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -61,6 +70,7 @@ impl Default for Metrics {
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let reloads = Family::<ResultLabel, Counter>::default();
         let policies = Gauge::default();
+        let catalog_queries = Family::<CatalogQueryLabel, Counter>::default();
         registry.register(
             "connections",
             "Client connections accepted",
@@ -93,6 +103,11 @@ impl Default for Metrics {
             reloads.clone(),
         );
         registry.register("policies", "Policies being enforced", policies.clone());
+        registry.register(
+            "catalog_queries",
+            "Catalog snapshot queries masking sent upstream, by reason (session_start, ddl, unknown_name, age)",
+            catalog_queries.clone(),
+        );
         Metrics {
             registry,
             connections,
@@ -103,6 +118,7 @@ impl Default for Metrics {
             latency,
             reloads,
             policies,
+            catalog_queries,
         }
     }
 }
@@ -133,6 +149,24 @@ impl Metrics {
         }
     }
 
+    /// Counters of one policy's catalog queries, by reason.
+    pub fn catalog_queries(&self, policy: &str) -> CatalogQueries {
+        let counter = |reason| {
+            self.catalog_queries
+                .get_or_create(&CatalogQueryLabel {
+                    policy: policy.to_string(),
+                    reason,
+                })
+                .clone()
+        };
+        CatalogQueries {
+            session_start: counter("session_start"),
+            ddl: counter("ddl"),
+            unknown_name: counter("unknown_name"),
+            age: counter("age"),
+        }
+    }
+
     pub fn upstream_error(&self, policy: &str, kind: &'static str) {
         self.upstream_errors
             .get_or_create(&UpstreamErrorLabel {
@@ -157,6 +191,27 @@ impl Metrics {
         // refused to encode, and a partial page beats a panic on the admin endpoint.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// One policy's catalog query counters.
+#[derive(Clone)]
+pub struct CatalogQueries {
+    session_start: Counter,
+    ddl: Counter,
+    unknown_name: Counter,
+    age: Counter,
+}
+
+impl CatalogQueries {
+    pub fn count(&self, why: Why) {
+        match why {
+            Why::SessionStart => &self.session_start,
+            Why::Ddl => &self.ddl,
+            Why::UnknownName => &self.unknown_name,
+            Why::Age => &self.age,
+        }
+        .inc();
     }
 }
 

@@ -210,6 +210,7 @@ impl Side for FromServer {
             backend::READY_FOR_QUERY => {
                 if let Some(&status) = msg.get(5) {
                     st.txn_status = status;
+                    st.governance.on_transaction_status(status);
                 }
                 if let Some(sent) = st.in_flight.pop_front() {
                     st.metrics.latency(sent.elapsed());

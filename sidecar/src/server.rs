@@ -20,6 +20,7 @@ use palisade_policy::decision::Identity;
 use crate::admin;
 use crate::cancel::CancelRegistry;
 use crate::config::{LoadedPolicy, SecretStore, fingerprint, load_policies};
+use crate::masking::shared::Catalogs;
 use crate::metrics::Metrics;
 use crate::session::{self, ListenerContext};
 
@@ -54,6 +55,8 @@ pub struct Sidecar {
     client_tls: Option<TlsAcceptor>,
     listen_address: IpAddr,
     workload: Arc<Identity>,
+    /// Masking's catalog snapshots, one per upstream database, shared by all listeners.
+    catalogs: Arc<Catalogs>,
 }
 
 impl Sidecar {
@@ -121,6 +124,8 @@ impl Sidecar {
                         metrics: self.metrics.clone(),
                         client_tls: self.client_tls.clone(),
                         workload: self.workload.clone(),
+                        catalogs: self.catalogs.clone(),
+                        catalog_queries: self.metrics.catalog_queries(&key),
                     });
                     self.sessions
                         .spawn(accept_loop(tcp, ctx, stop.clone(), self.sessions.clone()));
@@ -214,6 +219,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         client_tls,
         listen_address: opts.listen_address,
         workload: Arc::new(opts.workload.clone()),
+        catalogs: Arc::new(Catalogs::default()),
     });
     sidecar.metrics.reload(true, policies.len());
     let count = policies.len();

@@ -19,13 +19,13 @@ use crate::config::{Credentials, LoadedPolicy};
 use crate::conn::Conn;
 use crate::govern::Governance;
 use crate::masking::Masking;
-use crate::masking::catalog::{CATALOG_QUERY, CatalogReader, Snapshot};
-use crate::metrics::{Metrics, SessionMetrics};
+use crate::masking::shared::{CatalogHandle, Catalogs, SessionCatalog, Start};
+use crate::metrics::{CatalogQueries, Metrics, SessionMetrics};
 use crate::protocol::auth::{
     self, AUTH_CLEARTEXT, AUTH_MD5, AUTH_OK, AUTH_SASL, AUTH_SASL_CONTINUE, AUTH_SASL_FINAL,
 };
 use crate::protocol::error::{PgError, error_message_field, sqlstate};
-use crate::protocol::frame::{FrameError, message, peek_header};
+use crate::protocol::frame::{FrameError, peek_header};
 use crate::protocol::startup::{self, CancelKey, StartupMessage, StartupPacket};
 use crate::protocol::{backend, frontend};
 use crate::relay::{Pump, RelayEnd, RelayState, flush_remaining, relay};
@@ -47,6 +47,10 @@ pub struct ListenerContext {
     pub client_tls: Option<TlsAcceptor>,
     /// The workload identity of the pod (service account, pod, workload, labels).
     pub workload: Arc<Identity>,
+    /// The catalog snapshots masking reads, one per upstream database (the sidecar's).
+    pub catalogs: Arc<Catalogs>,
+    /// The catalog queries of this listener's sessions.
+    pub catalog_queries: CatalogQueries,
 }
 
 /// Why a session ended early. `client` is what the client is told, if it can still hear.
@@ -135,6 +139,7 @@ struct Established {
     masking: Option<Masking>,
     date_style: String,
     syntax: SessionSyntax,
+    catalog: CatalogHandle,
 }
 
 impl Established {
@@ -160,6 +165,7 @@ impl Established {
             self.masking.take(),
             std::mem::take(&mut self.date_style),
             std::mem::take(&mut self.syntax),
+            self.catalog.clone(),
         );
         let mut state = RelayState::new(metrics, governance);
         let (end, to_server, to_client) = relay(
@@ -366,6 +372,9 @@ async fn establish(
         db_user: user.clone(),
         ..(*ctx.workload).clone()
     };
+    let catalog = ctx
+        .catalogs
+        .database(&up.host, up.port, &database, &ctx.catalog_queries);
     let masking;
     loop {
         let msg = read_message(&mut server, &mut server_buf).await?;
@@ -399,6 +408,7 @@ async fn establish(
                     &mut server,
                     &mut server_buf,
                     &date_style,
+                    &catalog,
                 )
                 .await
                 {
@@ -445,16 +455,20 @@ async fn establish(
         masking,
         date_style,
         syntax,
+        catalog,
     }))
 }
 
-/// Masking for `identity`, with the catalog snapshot it needs when columns are masked.
+/// Masking for `identity`, with the catalog snapshot it needs when columns are masked:
+/// its database's shared one when that is current, else read on this very connection
+/// (and published for the sessions after it).
 async fn start_masking(
     policy: &LoadedPolicy,
     identity: &Identity,
     server: &mut Conn,
     server_buf: &mut BytesMut,
     date_style: &str,
+    catalog: &CatalogHandle,
 ) -> Result<Option<Masking>, Stop> {
     let rules = policy.mask_rules(identity).map_err(|e| {
         Stop::tell(PgError::fatal(
@@ -468,30 +482,36 @@ async fn start_masking(
     if !rules.is_active() {
         return Ok(None);
     }
-    let mut snapshot = Snapshot::default();
-    if rules.has_column_rules() {
-        let mut body = CATALOG_QUERY.as_bytes().to_vec();
-        body.push(0);
-        server.write_all(&message(frontend::QUERY, &body)).await?;
-        server.flush().await?;
-        let mut reader = CatalogReader::default();
-        snapshot = loop {
-            let msg = read_message(server, server_buf).await?;
-            if let Some(result) = reader.feed(&msg) {
-                break result.map_err(|e| {
-                    Stop::tell(
-                        PgError::fatal(
-                            sqlstate::CONNECTION_FAILURE,
-                            format!("palisade: cannot read the catalog that masking needs: {e}"),
-                        )
-                        .with_hint("the sidecar reads pg_catalog on the session's own connection; check the database user's access"),
-                    )
-                })?;
-            }
-        };
-        debug!("catalog snapshot for masking read");
+    if !rules.has_column_rules() {
+        // Detectors alone need no provenance; column rules a reload adds read it then.
+        let unread = SessionCatalog::unread(catalog.clone());
+        return Ok(Some(Masking::new(Arc::new(rules), unread, date_style)));
     }
-    Ok(Some(Masking::new(Arc::new(rules), snapshot, date_style)))
+    let session = match catalog.at_start().await {
+        Start::Current(published) => SessionCatalog::current(catalog.clone(), published),
+        Start::Read(claim) => {
+            server.write_all(&claim.query()).await?;
+            server.flush().await?;
+            let mut reader = claim.reader();
+            let read = loop {
+                let msg = read_message(server, server_buf).await?;
+                if let Some(result) = reader.feed(&msg) {
+                    break result.map_err(|e| {
+                        Stop::tell(
+                            PgError::fatal(
+                                sqlstate::CONNECTION_FAILURE,
+                                format!("palisade: cannot read the catalog that masking needs: {e}"),
+                            )
+                            .with_hint("the sidecar reads pg_catalog on the session's own connection; check the database user's access"),
+                        )
+                    })?;
+                }
+            };
+            debug!("catalog snapshot for masking read");
+            claim.finish(read)
+        }
+    };
+    Ok(Some(Masking::new(Arc::new(rules), session, date_style)))
 }
 
 async fn upgrade_client(client: &mut Conn, acceptor: &TlsAcceptor) -> Result<(), Stop> {

@@ -9,7 +9,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{connect, db_error, field};
+use common::{connect, db_error, field, text_rows};
 use palisade_tests::free_port;
 use palisade_tests::pg::{PgCluster, SUPERUSER, TRUST_USER};
 use palisade_tests::sidecar::{Sidecar, SidecarOptions};
@@ -153,7 +153,7 @@ fn leaks(bytes: &[u8]) -> Vec<String> {
 }
 
 struct Setup {
-    _sidecar: Sidecar,
+    sidecar: Sidecar,
     port: u16,
     seen: Arc<Mutex<Vec<u8>>>,
 }
@@ -173,7 +173,7 @@ async fn setup(database: &str) -> Setup {
     .unwrap();
     let (rport, seen) = recorder(sidecar.port).await;
     Setup {
-        _sidecar: sidecar,
+        sidecar,
         port: rport,
         seen,
     }
@@ -1010,4 +1010,190 @@ async fn other_sessions_temporary_tables_never_resolve_a_name() {
         assert!(leaked.is_empty(), "{sql}: {leaked:?}");
     }
     drop(other);
+}
+
+/// Catalog queries the sidecar's sessions sent, over every reason.
+fn catalog_queries(sidecar: &Sidecar) -> u64 {
+    let (status, body) = sidecar.admin_get("/metrics").unwrap();
+    assert_eq!(status, 200);
+    body.lines()
+        .filter(|l| l.starts_with("palisade_catalog_queries_total{policy=\"test/masked\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The values of the first column, as text.
+async fn column(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    text_rows(client, sql)
+        .await
+        .into_iter()
+        .map(|row| row[0].clone().unwrap_or_default())
+        .collect()
+}
+
+fn masked_emails(values: &[String]) -> bool {
+    !values.is_empty()
+        && values
+            .iter()
+            .all(|v| v.contains('*') && v.ends_with("@planted.example"))
+}
+
+#[tokio::test]
+async fn new_connections_share_one_catalog_read() {
+    let db = "masking_shared_catalog";
+    let s = setup(db).await;
+    assert_eq!(catalog_queries(&s.sidecar), 0);
+    for _ in 0..20 {
+        let client = connect(&conn_str(s.port, TRUST_USER, db)).await.unwrap();
+        let emails = column(&client, "SELECT email FROM customers ORDER BY id").await;
+        assert!(masked_emails(&emails), "{emails:?}");
+        let lowered = column(&client, "SELECT lower(email::text) FROM customers").await;
+        assert!(masked_emails(&lowered), "{lowered:?}");
+    }
+    let queries = catalog_queries(&s.sidecar);
+    assert!(
+        queries <= 1,
+        "{queries} catalog queries for 20 connections:\n{}",
+        s.sidecar.admin_get("/metrics").unwrap().1
+    );
+    assert!(leaks(&take(&s.seen)).is_empty());
+}
+
+#[tokio::test]
+async fn ddl_through_the_sidecar_reaches_other_sessions_next_statement() {
+    let db = "masking_shared_ddl";
+    let s = setup(db).await;
+    let admin = connect(&conn_str(s.port, SUPERUSER, db)).await.unwrap();
+    let reader = connect(&conn_str(s.port, TRUST_USER, db)).await.unwrap();
+    assert_eq!(
+        simple(&reader, "SELECT name FROM customers").await.unwrap(),
+        2
+    );
+    // A new view over the masked column, made by an exempt session through the sidecar.
+    admin
+        .batch_execute(
+            "CREATE VIEW mailing AS SELECT id, email AS x FROM customers; \
+             GRANT SELECT ON mailing TO trust_user",
+        )
+        .await
+        .unwrap();
+    take(&s.seen);
+    let x = column(&reader, "SELECT x FROM mailing ORDER BY id").await;
+    assert!(masked_emails(&x), "{x:?}");
+    let lowered = column(&reader, "SELECT lower(x::text) FROM mailing").await;
+    assert!(masked_emails(&lowered), "{lowered:?}");
+    assert!(leaks(&take(&s.seen)).is_empty());
+
+    // A view the reader already knows, redefined in a transaction to expose the masked
+    // column under the same name: the reader's snapshot is fresh, and only the DDL tells
+    // it otherwise.
+    admin
+        .batch_execute(
+            "CREATE VIEW names AS SELECT id, name::text AS x FROM customers; \
+             GRANT SELECT ON names TO trust_user",
+        )
+        .await
+        .unwrap();
+    let upper = column(&reader, "SELECT upper(x) FROM names ORDER BY id").await;
+    assert_eq!(upper, ["ADA", "GRACE"]);
+    admin
+        .batch_execute(
+            "BEGIN; CREATE OR REPLACE VIEW names AS SELECT id, email::text AS x FROM customers",
+        )
+        .await
+        .unwrap();
+    // Not committed (and the view locked): the reader goes on with other statements,
+    // and a read it made now would still see the old definition.
+    assert_eq!(
+        simple(&reader, "SELECT name FROM customers").await.unwrap(),
+        2
+    );
+    let before = catalog_queries(&s.sidecar);
+    admin.batch_execute("COMMIT").await.unwrap();
+    take(&s.seen);
+    let upper = column(&reader, "SELECT upper(x) FROM names ORDER BY id").await;
+    assert!(
+        upper.iter().all(|v| v.contains('*')),
+        "the redefined view was not masked: {upper:?}"
+    );
+    assert!(leaks(&take(&s.seen)).is_empty());
+    // One of the sessions read the catalog again; a new one takes that read.
+    let after = catalog_queries(&s.sidecar);
+    assert_eq!(after, before + 1);
+    let late = connect(&conn_str(s.port, TRUST_USER, db)).await.unwrap();
+    let upper = column(&late, "SELECT upper(x) FROM names ORDER BY id").await;
+    assert!(upper.iter().all(|v| v.contains('*')), "{upper:?}");
+    assert_eq!(catalog_queries(&s.sidecar), after);
+    assert!(leaks(&take(&s.seen)).is_empty());
+}
+
+#[tokio::test]
+async fn temporary_tables_of_other_sessions_never_resolve_a_name() {
+    let db = "masking_shared_temp";
+    let s = setup(db).await;
+    // Session A's own `customers`, with values of its own, shadows public.customers for A.
+    let a = connect(&conn_str(s.port, TRUST_USER, db)).await.unwrap();
+    a.batch_execute(
+        "CREATE TEMP TABLE customers (email text); \
+         INSERT INTO customers VALUES ('a-own-value')",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        column(&a, "SELECT lower(email) FROM customers").await,
+        ["a-own-value"]
+    );
+    // Session B, reading the catalog itself while A's table exists (the unknown name
+    // makes it look), resolves `customers` to public.customers: masked.
+    let b = connect(&conn_str(s.port, TRUST_USER, db)).await.unwrap();
+    assert!(simple(&b, "SELECT * FROM not_there_at_all").await.is_err());
+    take(&s.seen);
+    for sql in [
+        "SELECT email FROM customers ORDER BY id",
+        "SELECT lower(email::text) FROM customers ORDER BY id",
+        "SELECT email || '' FROM customers ORDER BY id",
+    ] {
+        let values = column(&b, sql).await;
+        assert!(masked_emails(&values), "{sql}: {values:?}");
+    }
+    // So does a session that takes the shared snapshot without reading.
+    let c = connect(&conn_str(s.port, TRUST_USER, db)).await.unwrap();
+    let values = column(&c, "SELECT lower(email::text) FROM customers ORDER BY id").await;
+    assert!(masked_emails(&values), "{values:?}");
+    assert!(leaks(&take(&s.seen)).is_empty());
+    // B's own temporary table shadows public.customers, as PostgreSQL resolves it, and
+    // A's still does for A.
+    b.batch_execute(
+        "CREATE TEMP TABLE customers (email text); \
+         INSERT INTO customers VALUES ('b-own-value')",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        column(&b, "SELECT lower(email) FROM customers").await,
+        ["b-own-value"]
+    );
+    assert_eq!(
+        column(&b, "SELECT email FROM pg_temp.customers").await,
+        ["b-own-value"]
+    );
+    let values = column(&b, "SELECT lower(email::text) FROM public.customers").await;
+    assert!(masked_emails(&values), "{values:?}");
+    assert_eq!(
+        column(&a, "SELECT lower(email) FROM customers").await,
+        ["a-own-value"]
+    );
+    // Placed last in the search_path, the temporary schema no longer shadows.
+    b.batch_execute("SET search_path = public, pg_temp")
+        .await
+        .unwrap();
+    let values = column(&b, "SELECT lower(email::text) FROM customers ORDER BY id").await;
+    assert!(masked_emails(&values), "{values:?}");
+    // Dropped with DISCARD, it no longer shadows either.
+    b.batch_execute("RESET search_path; DISCARD TEMP")
+        .await
+        .unwrap();
+    let values = column(&b, "SELECT lower(email::text) FROM customers ORDER BY id").await;
+    assert!(masked_emails(&values), "{values:?}");
+    assert!(leaks(&take(&s.seen)).is_empty());
 }

@@ -11,10 +11,10 @@
 pub mod catalog;
 mod messages;
 mod rows;
+pub mod shared;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use palisade_policy::analysis::{Named, ParseFailure, StatementInfo, analyze_with};
@@ -25,18 +25,13 @@ use palisade_policy::mask_plan::{MaskDenial, MaskRules, ResolvedMask, StatementP
 use palisade_policy::masking::Mask;
 use palisade_policy::model::Operation;
 use palisade_policy::shape::shape;
-use tracing::warn;
 
-use crate::protocol::frame::message;
 use crate::protocol::results::{self, Field};
 use crate::protocol::{backend, frontend};
 use crate::verdict::Verdict;
-use catalog::{CATALOG_QUERY, CatalogReader, Snapshot};
 use messages::InPlay;
 pub use rows::RowMasker;
-
-/// A snapshot older than this is read again before the next idle statement.
-const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(30);
+use shared::{SessionCatalog, Why, changes_catalog};
 
 /// Statement analyses a session keeps.
 const ANALYSES_KEPT: usize = 256;
@@ -107,7 +102,8 @@ struct Portal {
 /// One session's masking state.
 pub struct Masking {
     rules: Arc<MaskRules>,
-    snapshot: Arc<Snapshot>,
+    /// The database's shared catalog snapshot, with the session's own temporary objects.
+    catalog: SessionCatalog,
     session: Session,
     detectors: Option<DetectorSet>,
     statements: HashMap<String, Prepared>,
@@ -118,15 +114,9 @@ pub struct Masking {
     expect: VecDeque<Expect>,
     /// The masker for the DataRows now streaming, if they need one.
     current: Option<RowMasker>,
-    /// The snapshot may be out of date (DDL ran, or a statement named something it lacks).
-    stale: bool,
     /// The statement being checked was deferred for a refresh that has now happened: it
     /// goes on with what the catalog says, whatever that is.
     just_refreshed: bool,
-    /// When the snapshot was read; an old one is refreshed at the next idle statement, so
-    /// other connections' DDL (a view redefined) reaches long sessions too.
-    snapshot_at: Instant,
-    reader: Option<CatalogReader>,
     /// Rewritten rows are built here.
     scratch: Vec<u8>,
     /// Analyses by statement text: drivers send the same texts again and again.
@@ -148,12 +138,12 @@ pub enum Check {
 }
 
 impl Masking {
-    pub fn new(rules: Arc<MaskRules>, snapshot: Snapshot, date_style: &str) -> Self {
+    pub fn new(rules: Arc<MaskRules>, catalog: SessionCatalog, date_style: &str) -> Self {
         let detectors = (!rules.detectors.is_empty())
             .then(|| DetectorSet::new(&rules.detectors, rules.detector_key.clone()));
         Masking {
             rules,
-            snapshot: Arc::new(snapshot),
+            catalog,
             session: Session::from_date_style(date_style),
             detectors,
             statements: HashMap::new(),
@@ -162,10 +152,7 @@ impl Masking {
             prepared: HashMap::new(),
             expect: VecDeque::new(),
             current: None,
-            stale: false,
             just_refreshed: false,
-            snapshot_at: Instant::now(),
-            reader: None,
             scratch: Vec::new(),
             analyses: HashMap::new(),
             dialect: SqlDialect::default(),
@@ -207,9 +194,9 @@ impl Masking {
         self.rules = rules;
     }
 
-    /// Makes the next idle statement refresh the catalog snapshot first.
-    pub fn mark_stale(&mut self) {
-        self.stale = true;
+    /// The transaction status of a ReadyForQuery the client gets.
+    pub fn on_status(&mut self, status: u8) {
+        self.catalog.on_status(status);
     }
 
     /// Whether the sidecar's catalog query is being answered (its responses are dropped).
@@ -223,7 +210,9 @@ impl Masking {
         if !self.rules.has_column_rules() {
             return Check::Pass(Vec::new());
         }
-        let catalog = &self.snapshot.catalog;
+        // A snapshot another session published since is taken first, without a query.
+        self.catalog.catch_up();
+        let catalog = &self.catalog.view().catalog;
         // A name the snapshot lacks may be a relation or a user function created since:
         // look again before deciding. Some "functions" are syntax with no catalog entry.
         let unknown = statements.iter().any(|s| {
@@ -233,15 +222,18 @@ impl Masking {
                     !catalog.knows_function(f) && !SYNTAX_FUNCTIONS.contains(&bare)
                 })
         });
-        let old = self.snapshot_at.elapsed() > SNAPSHOT_MAX_AGE;
+        let why = self
+            .catalog
+            .needs_read()
+            .or(unknown.then_some(Why::UnknownName));
         let refreshed = std::mem::take(&mut self.just_refreshed);
-        if (self.stale || unknown || old) && !refreshed && idle && self.expect.is_empty() {
-            self.stale = false;
-            self.reader = Some(CatalogReader::default());
+        if let Some(why) = why
+            && !refreshed
+            && idle
+            && self.expect.is_empty()
+        {
             self.expect.push_back(Expect::Refresh);
-            let mut body = CATALOG_QUERY.as_bytes().to_vec();
-            body.push(0);
-            return Check::Refresh(message(frontend::QUERY, &body));
+            return Check::Refresh(self.catalog.begin_read(why));
         }
         let mut plans = Vec::with_capacity(statements.len());
         for statement in statements {
@@ -261,7 +253,7 @@ impl Masking {
         if !self.rules.has_column_rules() {
             return Ok(Arc::new(StatementPlan::default()));
         }
-        let plan = self.rules.plan(info, path, &self.snapshot.catalog)?;
+        let plan = self.rules.plan(info, path, &self.catalog.view().catalog)?;
         Ok(Arc::new(match &info.uses {
             Some(Named::Cursor(name)) => self
                 .cursors
@@ -311,18 +303,19 @@ impl Masking {
     }
 
     fn remember(&mut self, info: &StatementInfo, plan: &Arc<StatementPlan>) {
-        if info.operations.iter().any(|op| {
-            matches!(
-                op,
-                Operation::Create
-                    | Operation::Alter
-                    | Operation::Drop
-                    | Operation::Do
-                    | Operation::Call
-            )
-        }) {
+        if changes_catalog(&info.operations) {
             // The catalog changes once this runs; look again before the next statement.
-            self.stale = true;
+            self.catalog.on_ddl();
+        } else if self.catalog.has_own()
+            && info.operations.contains(&Operation::Other)
+            && info.defines.is_none()
+            && info.uses.is_none()
+        {
+            // DISCARD TEMP / ALL drop the session's temporary objects, and a dropped one
+            // must not go on shadowing a masked table; the analysis tells DISCARD apart
+            // from CLOSE or DEALLOCATE only by what they define and use, so a session
+            // with temporary objects looks again after any of them.
+            self.catalog.mark_stale();
         }
         match &info.defines {
             Some(Named::Cursor(name)) => {
@@ -455,21 +448,9 @@ impl Masking {
     /// meant for the client whatever it asked (notices, notifications, parameter changes).
     pub fn on_refresh_message(&mut self, msg: &[u8]) -> Verdict {
         let tag = msg[0];
-        if let Some(reader) = self.reader.as_mut()
-            && let Some(result) = reader.feed(msg)
-        {
-            self.reader = None;
+        if self.catalog.feed(msg) {
             self.expect.pop_front();
             self.just_refreshed = true;
-            self.snapshot_at = Instant::now();
-            match result {
-                Ok(snapshot) => self.snapshot = Arc::new(snapshot),
-                Err(e) => {
-                    // Keep the old snapshot; unknown relations are then masked as
-                    // conservatively as the snapshot allows.
-                    warn!(error = %e, "catalog refresh failed");
-                }
-            }
             return Verdict::Discard;
         }
         match tag {
@@ -571,7 +552,7 @@ impl Masking {
             messages::safe_message(
                 msg,
                 &self.rules,
-                &self.snapshot.catalog,
+                &self.catalog.view().catalog,
                 path,
                 &self.in_play,
             )
@@ -645,7 +626,7 @@ impl Masking {
     ) -> RowMasker {
         rows::build(
             &self.rules,
-            &self.snapshot,
+            self.catalog.view(),
             &self.session,
             self.detectors.as_ref(),
             plan,
