@@ -88,6 +88,10 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// exit, on error and on Ctrl-C. PgBouncer is optional: without it
 /// (/usr/sbin/pgbouncer or `pgbouncer` on PATH) the other targets run
 /// without it. Progress goes to stderr, results to stdout.
+///
+/// With --connect-per-transaction it measures connection set-up instead:
+/// `pgbench -C` with a script of `SELECT 1`, and the average connection time
+/// pgbench prints, median over rounds, per target.
 #[derive(Parser, Debug)]
 #[command(name = "bench-proxy", version)]
 struct Args {
@@ -154,6 +158,14 @@ struct Args {
         action = clap::ArgAction::Append
     )]
     sidecar_args: Vec<String>,
+
+    /// Measure connection set-up: every transaction opens a new connection,
+    /// runs `SELECT 1` and disconnects (pgbench -C), and each target's
+    /// average connection time (as pgbench prints it) is reported, median
+    /// over rounds. With --policy, the policy's cost at connection set-up
+    /// (e.g. tests/bench/policy-masking.yaml: masking's catalog snapshot).
+    #[arg(long)]
+    connect_per_transaction: bool,
 
     /// Output format for the results.
     #[arg(short = 'o', long, value_enum, value_name = "FORMAT", default_value_t = Output::Table)]
@@ -301,6 +313,7 @@ struct Config {
     /// `--policy`: its path, its text with placeholders, and its rule count.
     policy: Option<PolicyFile>,
     sidecar_args: Vec<String>,
+    connect: bool,
     output: Output,
 }
 
@@ -329,6 +342,7 @@ impl Config {
             warmup: args.warmup,
             policy,
             sidecar_args,
+            connect: args.connect_per_transaction,
             output: args.output,
         })
     }
@@ -462,6 +476,7 @@ struct ConfigSummary {
     /// `--policy` and its rule count.
     policy: Option<(PathBuf, usize)>,
     sidecar_args: Vec<String>,
+    connect: bool,
 }
 
 struct Cell {
@@ -479,11 +494,16 @@ struct Runs {
     /// For a sidecar: its own CPU time (user + system) per transaction, in µs, per round.
     /// Far steadier than TPS on a noisy machine, so it is what shows a policy's cost.
     cpu_us_per_txn: Vec<f64>,
+    /// With --connect-per-transaction: pgbench's average connection time, ms, per round.
+    connect_ms: Vec<f64>,
 }
 
 struct Summary {
     tps_median: f64,
     tps_rounds: Vec<f64>,
+    /// Median over rounds of the average connection time, with --connect-per-transaction.
+    connect_ms: Option<f64>,
+    connect_ms_rounds: Vec<f64>,
     p50_us: u32,
     p99_us: u32,
     transactions: usize,
@@ -500,6 +520,8 @@ impl Runs {
         Some(Summary {
             tps_median: median(&self.tps),
             tps_rounds: self.tps.clone(),
+            connect_ms: (!self.connect_ms.is_empty()).then(|| median(&self.connect_ms)),
+            connect_ms_rounds: self.connect_ms.clone(),
             p50_us: percentile(&lat, 50.0),
             p99_us: percentile(&lat, 99.0),
             transactions: lat.len(),
@@ -555,6 +577,15 @@ fn run(config: &Config) -> Result<Report> {
         .prefix("palisade-bench-")
         .tempdir()
         .context("create temporary directory for pgbench")?;
+
+    // What each transaction of a --connect-per-transaction run sends.
+    let connect_script = if config.connect {
+        let path = work.path().join("select-1.sql");
+        fs::write(&path, "SELECT 1;\n").context("write the SELECT 1 script")?;
+        Some(path)
+    } else {
+        None
+    };
 
     eprintln!(
         "bench-proxy: pgbench -i -s {} (this takes a while)",
@@ -738,6 +769,7 @@ fn run(config: &Config) -> Result<Report> {
                         mode,
                         clients,
                         config.duration,
+                        connect_script.as_deref(),
                         work.path(),
                         &tag,
                         &mut tick,
@@ -750,12 +782,16 @@ fn run(config: &Config) -> Result<Report> {
                         target.label()
                     );
                     match result {
-                        Ok((tps, mut latencies)) => {
+                        Ok((tps, mut latencies, connect_ms)) => {
+                            let connect = connect_ms
+                                .map(|ms| format!(", {ms:.3} ms per connection"))
+                                .unwrap_or_default();
                             eprintln!(
-                                "{progress} {tps:>9.0} tps, {} transactions",
+                                "{progress} {tps:>9.0} tps, {} transactions{connect}",
                                 latencies.len()
                             );
                             let runs = &mut cell.targets[target.index()];
+                            runs.connect_ms.extend(connect_ms);
                             if let (Some(before), Some(after)) =
                                 (cpu_before, pid.and_then(proc_cpu_ticks))
                                 && !latencies.is_empty()
@@ -820,6 +856,7 @@ fn run(config: &Config) -> Result<Report> {
             sampled_clients,
             policy: config.policy.as_ref().map(|p| (p.path.clone(), p.rules)),
             sidecar_args: config.sidecar_args.clone(),
+            connect: config.connect,
         },
     })
 }
@@ -870,7 +907,9 @@ fn pgbench(pg: &PgCluster, port: u16) -> Command {
     cmd
 }
 
-/// One measured select-only run: its TPS and every transaction's latency.
+/// One measured run: its TPS, every transaction's latency, and with a
+/// `connect_script` (run on a new connection per transaction, pgbench -C)
+/// the average connection time in ms. Without one it is select-only (-S).
 #[allow(clippy::too_many_arguments)]
 fn measure(
     pg: &PgCluster,
@@ -878,15 +917,20 @@ fn measure(
     mode: Mode,
     clients: u32,
     duration: u64,
+    connect_script: Option<&Path>,
     dir: &Path,
     tag: &str,
     tick: &mut dyn FnMut(),
-) -> Result<(f64, Vec<u32>)> {
+) -> Result<(f64, Vec<u32>, Option<f64>)> {
     let prefix = dir.join(tag);
     let threads = clients.min(2);
+    let mut cmd = pgbench(pg, port);
+    match connect_script {
+        Some(script) => cmd.arg("-C").arg("-f").arg(script),
+        None => cmd.arg("-S"),
+    };
     let out = run_polled(
-        pgbench(pg, port)
-            .args(["-S", "-M", mode.name(), "-n", "-l"])
+        cmd.args(["-M", mode.name(), "-n", "-l"])
             .args(["-c", &clients.to_string(), "-j", &threads.to_string()])
             .args(["-T", &duration.to_string()])
             .arg("--log-prefix")
@@ -913,18 +957,38 @@ fn measure(
     if latencies.is_empty() {
         bail!("pgbench logged no transactions");
     }
-    Ok((tps, latencies))
+    let connect_ms = match connect_script {
+        Some(_) => Some(parse_connection_ms(&out.stdout).ok_or_else(|| {
+            anyhow!(
+                "no `average connection time = ...` line in pgbench's output:\n{}",
+                out.stdout
+            )
+        })?),
+        None => None,
+    };
+    Ok((tps, latencies, connect_ms))
 }
 
-/// `tps = 1234.5 (without initial connection time)`.
+/// `tps = 1234.5 (without initial connection time)`, or with -C `tps = 63.9
+/// (including reconnection times)`.
 fn parse_tps(stdout: &str) -> Option<f64> {
     stdout.lines().find_map(|line| {
         let rest = line.trim().strip_prefix("tps = ")?;
         let (number, note) = rest.split_once(' ')?;
-        if !note.contains("without initial connection time") {
+        if !note.contains("without initial connection time")
+            && !note.contains("including reconnection times")
+        {
             return None;
         }
         number.parse().ok()
+    })
+}
+
+/// `average connection time = 12.854 ms`, which pgbench -C prints.
+fn parse_connection_ms(stdout: &str) -> Option<f64> {
+    stdout.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("average connection time = ")?;
+        rest.strip_suffix(" ms")?.parse().ok()
     })
 }
 
@@ -1493,9 +1557,13 @@ impl Report {
         let right: Vec<bool> = headers.iter().map(|h| *h != "mode").collect();
 
         let c = &self.config;
+        let workload = if c.connect {
+            "pgbench -C (a new connection per transaction, each running SELECT 1)".to_owned()
+        } else {
+            format!("pgbench -S (select-only), scale {}", c.scale)
+        };
         let mut out = format!(
-            "pgbench -S (select-only), scale {}, {} s per run, {} round(s), median TPS over rounds, latency percentiles over all transactions; warm-up {} s; sidecar args: {}{}\n\n",
-            c.scale,
+            "{workload}, {} s per run, {} round(s), median TPS over rounds, latency percentiles over all transactions; warm-up {} s; sidecar args: {}{}\n\n",
             c.duration,
             c.rounds,
             c.warmup,
@@ -1510,6 +1578,9 @@ impl Report {
         );
         out.push_str(&markdown_table(&headers, &right, &rows));
         out.push('\n');
+        if c.connect {
+            out.push_str(&self.connection_lines());
+        }
         if let Some(note) = &self.pgbouncer_note {
             out.push_str(note);
             out.push('\n');
@@ -1598,6 +1669,46 @@ impl Report {
         out
     }
 
+    /// With --connect-per-transaction: each cell's median average connection
+    /// time per target, and the ratios that matter (sidecar / direct,
+    /// sidecar+policy / sidecar).
+    fn connection_lines(&self) -> String {
+        let mut out = String::new();
+        for cell in &self.cells {
+            let [direct, sidecar, policy, bouncer] = self.summaries(cell);
+            let ms = |s: &Option<Summary>| s.as_ref().and_then(|s| s.connect_ms);
+            let mut parts = Vec::new();
+            for (name, value, base) in [
+                ("direct", ms(&direct), None),
+                ("sidecar", ms(&sidecar), ms(&direct).map(|d| (d, "direct"))),
+                (
+                    "sidecar+policy",
+                    ms(&policy),
+                    ms(&sidecar).map(|d| (d, "sidecar")),
+                ),
+                ("PgBouncer", ms(&bouncer), None),
+            ] {
+                let Some(value) = value else {
+                    continue;
+                };
+                let mut part = format!("{name} {value:.2} ms");
+                if let Some((base, of)) = base.filter(|(b, _)| *b > 0.0) {
+                    part.push_str(&format!(" ({:.2}× {of})", value / base));
+                }
+                parts.push(part);
+            }
+            if !parts.is_empty() {
+                out.push_str(&format!(
+                    "average connection time (pgbench -C), {} c={}, median over rounds: {}\n",
+                    cell.mode.name(),
+                    cell.clients,
+                    parts.join(", ")
+                ));
+            }
+        }
+        out
+    }
+
     fn json(&self) -> Value {
         let summary = |s: Option<Summary>| match s {
             Some(s) => json!({
@@ -1606,6 +1717,8 @@ impl Report {
                 "p50_us": s.p50_us,
                 "p99_us": s.p99_us,
                 "transactions": s.transactions,
+                "connect_ms_median": s.connect_ms.map(|v| (v * 1000.0).round() / 1000.0),
+                "connect_ms_rounds": s.connect_ms_rounds,
             }),
             None => Value::Null,
         };
@@ -1660,6 +1773,7 @@ impl Report {
                 "warmup_s": c.warmup,
                 "policy": c.policy.as_ref().map(|(p, _)| p.display().to_string()),
                 "sidecar_args": c.sidecar_args,
+                "connect_per_transaction": c.connect,
                 "pgbouncer": self.pgbouncer_ran,
                 "pgbouncer_note": self.pgbouncer_note,
             },
@@ -1783,6 +1897,15 @@ mod tests {
             parse_tps("tps = 12 (including connections establishing)\n"),
             None
         );
+        let connect = "latency average = 15.639 ms\n\
+                       average connection time = 12.854 ms\n\
+                       tps = 63.943304 (including reconnection times)\n";
+        assert_eq!(parse_tps(connect), Some(63.943304));
+        assert_eq!(parse_connection_ms(connect), Some(12.854));
+        assert_eq!(
+            parse_connection_ms("tps = 1 (without initial connection time)\n"),
+            None
+        );
     }
 
     #[test]
@@ -1880,6 +2003,9 @@ mod tests {
         assert_eq!(config.clients, vec![1, 8, 32]);
         assert_eq!((config.duration, config.rounds, config.scale), (10, 3, 10));
         assert_eq!(config.sidecar_args, vec!["--log-level", "warn"]);
+        assert!(!config.connect);
+        let args = Args::try_parse_from(["bench-proxy", "--connect-per-transaction"]).unwrap();
+        assert!(Config::from_args(args).unwrap().connect);
         assert_eq!(
             one_line(
                 "error: bad\n  [possible values: a, b]\n\nFor more information, try '--help'.\n"
