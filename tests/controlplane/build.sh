@@ -129,6 +129,18 @@ mkdir -p "$bin"
 log=$bin/../build.log
 start_all=$(date +%s)
 
+# Go's build and module caches for these programs come to ~7 GB, ten times the binaries. Unless
+# asked to keep them (PALISADE_CONTROLPLANE_KEEP_GO_CACHE=1, for someone iterating on versions),
+# they live next to the binaries only for the build and are removed after it, so that CI's disk
+# holds the binaries and the Rust build, not Go's intermediates.
+if [[ "${PALISADE_CONTROLPLANE_KEEP_GO_CACHE:-0}" != 1 ]]; then
+    go_tmp=$bin/../go-tmp
+    export GOCACHE=$go_tmp/build GOMODCACHE=$go_tmp/mod
+    # -modcacherw: the module cache is written read-only by default, which rm -rf cannot remove.
+    export GOFLAGS="$GOFLAGS -modcacherw"
+    trap 'rm -rf "$go_tmp"' EXIT
+fi
+
 # One program group at a time, each into a temporary name then renamed, so an interrupted build
 # never leaves a half-written binary that a later run would take as built.
 build() {
