@@ -5,10 +5,11 @@
 //! [`pods`] watches opted-in pods, [`status`] and [`render`] are the pure parts they share,
 //! [`rbac`] keeps the sidecars' Role and RoleBinding, [`leader`] makes one replica the one
 //! that reconciles, [`metrics`] and [`admin`] serve Prometheus and health endpoints, and
-//! [`run`] wires it all into `palisade-operator run`. [`audit`] holds the logic of the
-//! kubectl plugin's `audit` commands.
+//! [`run`] wires it all into `palisade-operator run`. [`audit`] and [`approvals`] hold the logic
+//! of the kubectl plugin's `audit` and `approvals|approve|deny` commands.
 
 pub mod admin;
+pub mod approvals;
 pub mod audit;
 pub mod controller;
 pub mod leader;

@@ -102,6 +102,9 @@ pub struct Requester {
     /// Name of the pod whose sidecar holds the statement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
+    /// The pod's owning workload as `Kind/name` (`Job/train-fraud-v3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
     /// Database user from the client's startup message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_user: Option<String>,
@@ -175,9 +178,19 @@ pub struct ApprovalRequestSpec {
     pub statement: String,
     /// `sha256:<hex>` of the statement's shape; an approval covers reruns of the same shape.
     pub fingerprint: String,
+    /// What the statement does, as rules name operations (`Select`, `Update`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<crate::model::Operation>,
     /// Tables the statement reads or writes (`schema.table`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
+    /// Columns the statement reads or writes (`schema.table.column`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
+    /// For `UPDATE`, `DELETE` and `MERGE`: the planner's estimate of the rows touched, from a
+    /// plain `EXPLAIN` (the statement is not run for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Estimate>,
     /// Why the requester needs this, from `SET palisade.justification = '…'` on the session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub justification: Option<String>,
@@ -188,6 +201,14 @@ pub struct ApprovalRequestSpec {
     /// removed once made.
     #[serde(default)]
     pub decisions: Vec<ApprovalDecision>,
+}
+
+/// The planner's estimate for a held statement.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Estimate {
+    /// Rows the plan's top node expects to touch.
+    pub rows: u64,
 }
 
 /// One approver's verdict. `user` and `groups` are stamped by the admission webhook from the

@@ -1,5 +1,6 @@
-//! The admin endpoint: liveness, readiness and Prometheus metrics. Bound to loopback by
-//! default, since it is for the kubelet and a scraper in the same pod.
+//! The admin endpoint: liveness, readiness, Prometheus metrics and, standalone, the approval
+//! requests (see [`approvals::http`]). Bound to loopback by default, since it is for the
+//! kubelet, a scraper and approvers' commands on the same pod or machine.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
+use crate::approvals;
 use crate::server::Sidecar;
 
 pub async fn serve(listener: TcpListener, sidecar: Arc<Sidecar>, shutdown: CancellationToken) {
@@ -20,6 +22,12 @@ pub async fn serve(listener: TcpListener, sidecar: Arc<Sidecar>, shutdown: Cance
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/approvals", get(approvals::http::list))
+        .route("/approvals/{name}", get(approvals::http::get))
+        .route(
+            "/approvals/{name}/decisions",
+            axum::routing::post(approvals::http::decide),
+        )
         .with_state(sidecar);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })

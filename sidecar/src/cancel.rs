@@ -10,13 +10,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 // A panic elsewhere cannot leave these maps half-updated (each change is one insert or
 // remove), so a poisoned lock is simply taken over.
 
+use tokio::sync::watch;
+
 use crate::config::Upstream;
 use crate::protocol::startup::CancelKey;
 
-#[derive(Clone)]
 struct Target {
     upstream: Arc<Upstream>,
     key: CancelKey,
+    /// Counts the session's cancel requests: a statement held for approval (which the
+    /// server never saw) is withdrawn by one.
+    cancels: watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -36,7 +40,14 @@ impl CancelRegistry {
                 secret: rand::random(),
             };
             if ours.secret != key.secret && !map.contains_key(&ours) {
-                map.insert(ours, Target { upstream, key });
+                map.insert(
+                    ours,
+                    Target {
+                        upstream,
+                        key,
+                        cancels: watch::Sender::new(0),
+                    },
+                );
                 return ours;
             }
         }
@@ -47,6 +58,27 @@ impl CancelRegistry {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(ours);
+    }
+
+    /// Cancel requests for the session with key `ours`, as they come.
+    pub fn subscribe(&self, ours: &CancelKey) -> Option<watch::Receiver<u64>> {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(ours)
+            .map(|t| t.cancels.subscribe())
+    }
+
+    /// Tells the session with key `ours` that its client asked to cancel.
+    pub fn signal(&self, ours: &CancelKey) {
+        if let Some(t) = self
+            .map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(ours)
+        {
+            t.cancels.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 
     /// The upstream and real key for a client's cancel key.

@@ -15,12 +15,14 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use bytes::{BufMut, Bytes, BytesMut};
 use palisade_policy::analysis::{ParseFailure, SearchPathChange, StatementInfo};
+use palisade_policy::approval::{JUSTIFICATION_SETTING, justification_set};
 use palisade_policy::decision::{Action, Decision, Identity, Reason, SearchPath};
 use palisade_policy::decision_cache::ClassCache;
 use palisade_policy::grammar;
 use palisade_policy::mask_plan::StatementPlan;
 use tracing::{info, warn};
 
+use crate::approvals::{ApprovalStage, Judged};
 use crate::config::{LoadedPolicy, Upstream};
 use crate::masking::shared::{CatalogHandle, DdlWatch, SessionCatalog};
 use crate::masking::{Check, Masking};
@@ -40,6 +42,20 @@ type Planned = (Arc<Vec<StatementInfo>>, Vec<Arc<StatementPlan>>);
 /// An allowed statement: its decision, the policy that made it, and its text as the
 /// server reads it.
 type Decided<'a> = (Arc<Decision>, Arc<LoadedPolicy>, Cow<'a, str>);
+
+/// Why a statement does not go on as sent.
+enum Stopped {
+    /// Refused: the client gets this error in the statement's place.
+    Refused(PgError),
+    /// Held for approval: the client gets this notice now, the statement waits.
+    Held(Bytes),
+}
+
+impl From<PgError> for Stopped {
+    fn from(e: PgError) -> Self {
+        Stopped::Refused(e)
+    }
+}
 
 /// What masking makes of an allowed statement.
 enum MaskStep {
@@ -74,6 +90,15 @@ pub struct Governance {
     catalog: CatalogHandle,
     /// DDL this session sends makes every session's catalog snapshot stale.
     ddl: DdlWatch,
+    /// Statements that need a person's approval.
+    approvals: ApprovalStage,
+}
+
+/// The stages a session's statements pass besides the decision itself.
+pub struct Stages {
+    /// Result masking, when any MaskingRule applies to the session's identity.
+    pub masking: Option<Masking>,
+    pub approvals: ApprovalStage,
 }
 
 impl Governance {
@@ -81,12 +106,14 @@ impl Governance {
         policy: Arc<ArcSwap<LoadedPolicy>>,
         identity: Identity,
         cancel: Option<(Arc<Upstream>, CancelKey)>,
-        masking: Option<Masking>,
+        stages: Stages,
         date_style: String,
         syntax: SessionSyntax,
         catalog: CatalogHandle,
     ) -> Self {
+        let Stages { masking, approvals } = stages;
         Governance {
+            approvals,
             ddl: DdlWatch::new(catalog.clone()),
             catalog,
             masking,
@@ -152,6 +179,15 @@ impl Governance {
         settled: bool,
     ) -> Verdict {
         let sql = &msg[5..msg.len().saturating_sub(1)];
+        if self.take_justification(sql) {
+            if let Some(m) = &mut self.masking {
+                m.on_query(JUSTIFICATION_RESET, &[], Vec::new());
+            }
+            let mut body = BytesMut::new();
+            body.put_slice(JUSTIFICATION_RESET.as_bytes());
+            body.put_u8(0);
+            return Verdict::Replace(message(frontend::QUERY, &body));
+        }
         let decided = self.decide(sql, settled);
         match decided {
             Ok((decision, policy, text)) => {
@@ -175,7 +211,8 @@ impl Governance {
                 self.apply_search_path(&decision, replay_safe);
                 Verdict::Forward
             }
-            Err(error) => {
+            Err(Stopped::Held(notice)) => Verdict::Hold(notice),
+            Err(Stopped::Refused(error)) => {
                 if let Some(m) = &mut self.masking {
                     m.on_denied_query();
                 }
@@ -190,6 +227,14 @@ impl Governance {
         let Some((name, sql)) = results::parse(msg) else {
             return Verdict::Forward; // malformed: the server will say so
         };
+        if self.take_justification(sql) {
+            if let Some(m) = &mut self.masking {
+                let name = String::from_utf8_lossy(name).into_owned();
+                m.on_parse(name, JUSTIFICATION_RESET, &[], Vec::new());
+            }
+            // Under the same statement name, so its Bind and Execute follow it.
+            return Verdict::Replace(replacement_parse_text(name, JUSTIFICATION_RESET));
+        }
         let decided = self.decide(sql, settled);
         match decided {
             Ok((decision, policy, text)) => {
@@ -215,7 +260,8 @@ impl Governance {
                 self.apply_search_path(&decision, false);
                 Verdict::Forward
             }
-            Err(error) => {
+            Err(Stopped::Held(notice)) => Verdict::Hold(notice),
+            Err(Stopped::Refused(error)) => {
                 let name = name.to_vec();
                 Verdict::Replace(self.replacement_parse(&name, error))
             }
@@ -385,10 +431,10 @@ impl Governance {
     /// forwarded unjudged: `onParseError` decides it.
     /// `settled`: nothing sent earlier is still running, so the settings the server
     /// reported are the ones it will read this text with.
-    fn decide<'a>(&mut self, sql: &'a [u8], settled: bool) -> Result<Decided<'a>, PgError> {
+    fn decide<'a>(&mut self, sql: &'a [u8], settled: bool) -> Result<Decided<'a>, Stopped> {
         let (policy, class) = self.class();
         if let Some(too_long) = policy.engine.over_limit(sql.len()) {
-            return Err(denial_error(&policy, &too_long));
+            return Err(denial_error(&policy, &too_long).into());
         }
         let (decision, text) = match self.syntax.decode(sql) {
             Ok(text) => (policy.engine.decide(&class, &text), text),
@@ -423,9 +469,29 @@ impl Governance {
                 self.ddl.sent(&decision.operations);
                 Ok((decision, policy, text))
             }
-            Action::Deny | Action::RequireApproval => {
+            Action::RequireApproval => {
+                match self
+                    .approvals
+                    .judge(&policy, &decision, &text, &self.identity)
+                {
+                    Judged::Allow => {
+                        info!(rule = decision.rule(), "approved statement runs");
+                        self.ddl.sent(&decision.operations);
+                        Ok((decision, policy, text))
+                    }
+                    Judged::Hold(notice) => {
+                        info!(rule = decision.rule(), operations = ?decision.operations, "statement held for approval");
+                        Err(Stopped::Held(notice))
+                    }
+                    Judged::Refuse(error) => {
+                        info!(rule = decision.rule(), error = %error, "statement needing approval refused");
+                        Err(error.into())
+                    }
+                }
+            }
+            Action::Deny => {
                 info!(rule = decision.rule(), reason = ?decision.reason, operations = ?decision.operations, "statement denied");
-                Err(denial_error(&policy, &decision))
+                Err(denial_error(&policy, &decision).into())
             }
         }
     }
@@ -492,13 +558,50 @@ impl Governance {
 
     fn replacement_parse(&mut self, name: &[u8], error: PgError) -> Bytes {
         let id = self.remember(error);
-        let mut body = BytesMut::new();
-        body.put_slice(name);
-        body.put_u8(0);
-        body.put_slice(format!("{DENIED_TOKEN}{id}").as_bytes());
-        body.put_u8(0);
-        body.put_i16(0);
-        message(frontend::PARSE, &body)
+        replacement_parse_text(name, &format!("{DENIED_TOKEN}{id}"))
+    }
+
+    /// `SET palisade.justification = '…'` is the sidecar's: it is recorded here, and the
+    /// server gets a `SET` of its own that keeps nothing (so the client still sees the
+    /// server's answer, in order). False for every other statement.
+    fn take_justification(&mut self, sql: &[u8]) -> bool {
+        // Cheap test first: nearly no statement mentions the setting at all.
+        if !sql
+            .windows(JUSTIFICATION_SETTING.len())
+            .any(|w| w.eq_ignore_ascii_case(JUSTIFICATION_SETTING.as_bytes()))
+        {
+            return false;
+        }
+        let dialect = self.syntax.dialect();
+        let Some(justification) = self
+            .syntax
+            .decode(sql)
+            .ok()
+            .and_then(|text| justification_set(&text, &dialect))
+        else {
+            return false;
+        };
+        info!(
+            given = justification.is_some(),
+            "justification set for approvals"
+        );
+        self.approvals.set_justification(justification);
+        true
+    }
+
+    /// Ready when a deferred client message may be looked at again: the catalog refresh
+    /// it waited for is done, or the approvers of the statement held have decided.
+    pub fn poll_release(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.refreshing() {
+            // Woken by the relay once the server side ends the refresh.
+            return std::task::Poll::Pending;
+        }
+        self.approvals.poll_release(cx)
+    }
+
+    /// Whether a client statement is held for approval.
+    pub fn holding(&self) -> bool {
+        self.approvals.holding()
     }
 
     /// Whether ErrorResponses must be held for inspection.
@@ -615,6 +718,20 @@ impl Governance {
             m.on_status(status);
         }
     }
+}
+
+/// What the server gets in place of `SET palisade.justification = '…'`.
+const JUSTIFICATION_RESET: &str = "SET palisade.justification TO DEFAULT";
+
+/// A Parse of `text` under statement name `name`, with no parameter types.
+fn replacement_parse_text(name: &[u8], text: &str) -> Bytes {
+    let mut body = BytesMut::new();
+    body.put_slice(name);
+    body.put_u8(0);
+    body.put_slice(text.as_bytes());
+    body.put_u8(0);
+    body.put_i16(0);
+    message(frontend::PARSE, &body)
 }
 
 /// The error a client sees for a denied statement.

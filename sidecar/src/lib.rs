@@ -2,6 +2,7 @@
 //! protocol to it on loopback and to the real database over verified TLS.
 
 pub mod admin;
+pub mod approvals;
 pub mod cancel;
 pub mod config;
 pub mod conn;

@@ -86,6 +86,9 @@ pub struct RelayState {
     pub unsynced_execute: bool,
     pub metrics: SessionMetrics,
     pub governance: Governance,
+    /// Messages the session itself sends the client (the notice of a held statement),
+    /// slipped in between the server's messages.
+    pub to_client: BytesMut,
 }
 
 impl RelayState {
@@ -97,6 +100,7 @@ impl RelayState {
             unsynced_execute: false,
             metrics,
             governance,
+            to_client: BytesMut::new(),
         }
     }
 }
@@ -296,6 +300,13 @@ fn frame<S: Side>(pump: &mut Pump, st: &mut RelayState) -> Result<(), FrameError
                         pump.deferred = true;
                         break;
                     }
+                    Verdict::Hold(bytes) => {
+                        pump.out.extend_from_slice(&pump.inp[run..pos]);
+                        st.to_client.extend_from_slice(&bytes);
+                        run = pos;
+                        pump.deferred = true;
+                        break;
+                    }
                     Verdict::Forward => {}
                     Verdict::Replace(bytes) => {
                         pump.out.extend_from_slice(&pump.inp[run..pos]);
@@ -310,7 +321,7 @@ fn frame<S: Side>(pump: &mut Pump, st: &mut RelayState) -> Result<(), FrameError
                 pos = end;
             }
             None => match S::on_header(header, st) {
-                Verdict::Discard | Verdict::Defer(_) => {
+                Verdict::Discard | Verdict::Defer(_) | Verdict::Hold(_) => {
                     pump.out.extend_from_slice(&pump.inp[run..pos]);
                     run = pos;
                     pump.discarding = header.total;
@@ -398,14 +409,21 @@ fn pump<S: Side>(
             return Poll::Pending;
         }
         if pump.deferred {
-            if st.governance.refreshing() {
-                // Woken again by the relay once the other direction ends the refresh.
-                return Poll::Pending;
+            match st.governance.poll_release(cx) {
+                Poll::Ready(()) => {
+                    if let Err(e) = frame::<S>(pump, st) {
+                        return Poll::Ready(protocol_end::<S>(e));
+                    }
+                    continue;
+                }
+                // A catalog refresh is short: wait for it (the relay wakes this side
+                // once the other direction ends it).
+                Poll::Pending if st.governance.refreshing() => return Poll::Pending,
+                // A statement held for approval may wait minutes. Keep reading, within
+                // bounds, so that a client going away is noticed and withdraws it.
+                Poll::Pending if pump.inp.len() >= HIGH_WATER => return Poll::Pending,
+                Poll::Pending => {}
             }
-            if let Err(e) = frame::<S>(pump, st) {
-                return Poll::Ready(protocol_end::<S>(e));
-            }
-            continue;
         }
         // Read as much as is there.
         let want = pump.holding.saturating_sub(pump.inp.len()).max(READ_CHUNK);
@@ -454,12 +472,18 @@ pub async fn relay(
             if let Poll::Ready(end) = pump::<FromClient>(cx, client, server, &mut to_server, st) {
                 return Poll::Ready(end);
             }
+            // The session's own messages to the client go between two of the server's,
+            // never into one that is still streaming through.
+            if !st.to_client.is_empty() && to_client.streaming == 0 {
+                to_client.out.extend_from_slice(&st.to_client);
+                st.to_client.clear();
+            }
             if let Poll::Ready(end) = pump::<FromServer>(cx, server, client, &mut to_client, st) {
                 return Poll::Ready(end);
             }
             // The server side may just have answered a catalog refresh that a deferred
             // client message waits on; nothing else would wake the client side for it.
-            if to_server.deferred && !st.governance.refreshing() {
+            if to_server.deferred && !st.governance.refreshing() && !st.governance.holding() {
                 continue;
             }
             return Poll::Pending;

@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 use palisade_policy::decision::Identity;
 
 use crate::admin;
+use crate::approvals::ApprovalDesk;
 use crate::cancel::CancelRegistry;
 use crate::config::{LoadedPolicy, SecretStore, fingerprint, load_policies};
 use crate::masking::shared::Catalogs;
@@ -57,9 +58,28 @@ pub struct Sidecar {
     workload: Arc<Identity>,
     /// Masking's catalog snapshots, one per upstream database, shared by all listeners.
     catalogs: Arc<Catalogs>,
+    /// The approval requests this sidecar holds statements for.
+    pub approvals: Arc<ApprovalDesk>,
+    /// Where approvers reach the admin endpoint, for the notice a held statement sends.
+    admin_url: String,
+    secrets: SecretStore,
 }
 
 impl Sidecar {
+    /// The policy `key` (`namespace/name`) as it is enforced now.
+    pub fn policy(&self, key: &str) -> Option<Arc<LoadedPolicy>> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .map(|l| l.policy.load_full())
+    }
+
+    /// The Secrets the policies refer to.
+    pub fn secrets(&self) -> &SecretStore {
+        &self.secrets
+    }
+
     /// Upstreams of the policies being enforced: `(policy, host, port)`.
     pub fn upstreams(&self) -> Vec<(String, String, u16)> {
         let listeners = self
@@ -126,6 +146,8 @@ impl Sidecar {
                         workload: self.workload.clone(),
                         catalogs: self.catalogs.clone(),
                         catalog_queries: self.metrics.catalog_queries(&key),
+                        approvals: self.approvals.clone(),
+                        admin_url: self.admin_url.clone(),
                     });
                     self.sessions
                         .spawn(accept_loop(tcp, ctx, stop.clone(), self.sessions.clone()));
@@ -188,6 +210,16 @@ async fn accept_loop(
     }
 }
 
+/// The admin endpoint as an approver on this machine reaches it.
+fn admin_url(address: SocketAddr) -> String {
+    let host = match address.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => IpAddr::from([127, 0, 0, 1]),
+        ip if ip.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(host, address.port()))
+}
+
 /// Runs the sidecar until SIGTERM or SIGINT, then drains.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let signal = shutdown_signal()?;
@@ -220,6 +252,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         listen_address: opts.listen_address,
         workload: Arc::new(opts.workload.clone()),
         catalogs: Arc::new(Catalogs::default()),
+        approvals: Arc::new(ApprovalDesk::default()),
+        admin_url: admin_url(opts.admin_address),
+        secrets: secrets.clone(),
     });
     sidecar.metrics.reload(true, policies.len());
     let count = policies.len();
@@ -232,7 +267,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let admin = TcpListener::bind(opts.admin_address)
         .await
         .with_context(|| format!("admin listener {}", opts.admin_address))?;
-    info!(address = %opts.admin_address, "admin endpoint (/healthz, /readyz, /metrics)");
+    info!(address = %opts.admin_address, "admin endpoint (/healthz, /readyz, /metrics, /approvals)");
     let shutdown = CancellationToken::new();
     tokio::spawn(admin::serve(admin, sidecar.clone(), shutdown.clone()));
     tokio::spawn(reload_loop(

@@ -14,10 +14,11 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::approvals::{ApprovalDesk, ApprovalStage};
 use crate::cancel::CancelRegistry;
 use crate::config::{Credentials, LoadedPolicy};
 use crate::conn::Conn;
-use crate::govern::Governance;
+use crate::govern::{Governance, Stages};
 use crate::masking::Masking;
 use crate::masking::shared::{CatalogHandle, Catalogs, SessionCatalog, Start};
 use crate::metrics::{CatalogQueries, Metrics, SessionMetrics};
@@ -51,6 +52,10 @@ pub struct ListenerContext {
     pub catalogs: Arc<Catalogs>,
     /// The catalog queries of this listener's sessions.
     pub catalog_queries: CatalogQueries,
+    /// The approval requests of the sidecar.
+    pub approvals: Arc<ApprovalDesk>,
+    /// The admin endpoint's address, which the notice of a held statement names.
+    pub admin_url: String,
 }
 
 /// Why a session ended early. `client` is what the client is told, if it can still hear.
@@ -158,11 +163,19 @@ impl Established {
             pod = self.identity.pod.as_deref().unwrap_or("-"),
             "session started"
         );
+        let approvals = ApprovalStage::new(
+            ctx.approvals.clone(),
+            ctx.cancel.subscribe(&self.key),
+            Some(ctx.admin_url.clone()),
+        );
         let governance = Governance::new(
             ctx.policy.clone(),
             self.identity.clone(),
             ctx.cancel.lookup(&self.key),
-            self.masking.take(),
+            Stages {
+                masking: self.masking.take(),
+                approvals,
+            },
             std::mem::take(&mut self.date_style),
             std::mem::take(&mut self.syntax),
             self.catalog.clone(),
@@ -714,6 +727,8 @@ async fn inject_auth(
 
 /// Maps a client's cancel key to the real backend and cancels it there.
 async fn forward_cancel(key: CancelKey, ctx: &ListenerContext) {
+    // A statement held for approval is not on the server: the session withdraws it.
+    ctx.cancel.signal(&key);
     match ctx.cancel.lookup(&key) {
         Some((up, real)) if real.pid != 0 => match upstream::send_cancel(&up, real).await {
             Ok(()) => info!("cancel request forwarded"),

@@ -12,4 +12,8 @@ pub enum Verdict {
     /// Send these bytes first and look at the message again once the session allows
     /// (the masking catalog refresh): the message stays where it is, unread.
     Defer(Bytes),
+    /// Send these bytes back to the message's sender (the client) and keep the message
+    /// where it is, unread, until the session releases it (a statement held for approval).
+    /// Everything the client sends after it waits behind it.
+    Hold(Bytes),
 }

@@ -9,6 +9,7 @@
 pub mod certs;
 pub mod controlplane;
 pub mod corpus;
+pub mod issuer;
 pub mod pg;
 pub mod sidecar;
 pub mod wire;

@@ -352,6 +352,23 @@ pub fn operator_binary() -> PathBuf {
     }
 }
 
+/// The kubectl plugin, `kubectl-palisade`, built on first use like [`sidecar_binary`]
+/// (`PALISADE_PLUGIN_BIN` to use one built elsewhere).
+pub fn plugin_binary() -> PathBuf {
+    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let result = BINARY.get_or_init(|| {
+        if let Some(path) = std::env::var_os("PALISADE_PLUGIN_BIN") {
+            return Ok(PathBuf::from(path));
+        }
+        build_workspace_binary("palisade-operator", "kubectl-palisade")
+            .map_err(|e| format!("{e:#}"))
+    });
+    match result {
+        Ok(path) => path.clone(),
+        Err(e) => panic!("could not build kubectl-palisade: {e}"),
+    }
+}
+
 /// `cargo build -p <package> --bin <bin>` with this crate's profile; the binary's path.
 fn build_workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
     let workspace = workspace_root();

@@ -4,7 +4,10 @@
 
 use std::path::PathBuf;
 
+use std::io::Write;
+
 use clap::{Parser, Subcommand, ValueEnum};
+use palisade_operator::approvals::{SidecarEndpoint, print_table, read_token};
 use palisade_policy::analysis::analyze;
 use palisade_policy::decision::{Action, Decision, Identity, Reason, RuleSet, SearchPath};
 use palisade_policy::decision_cache::Engine;
@@ -34,6 +37,52 @@ enum Command {
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// List approval requests: statements held until approvers decide (pending ones unless
+    /// --all).
+    Approvals(ApprovalsArgs),
+    /// Approve a held statement, as the approver your ID token names.
+    Approve(DecideArgs),
+    /// Deny a held statement, as the approver your ID token names.
+    Deny(DecideArgs),
+}
+
+#[derive(clap::Args)]
+struct ApprovalsArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Settled requests too (Approved, Denied, Expired, Withdrawn), kept as history.
+    #[arg(long)]
+    all: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(clap::Args)]
+struct DecideArgs {
+    /// The request's name, as the held statement's notice and `kubectl palisade approvals`
+    /// show it.
+    name: String,
+    /// Recorded with the decision.
+    #[arg(long)]
+    comment: Option<String>,
+    #[command(flatten)]
+    target: Target,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+/// Where the requests are.
+#[derive(clap::Args)]
+struct Target {
+    /// A standalone sidecar's admin endpoint, e.g. http://127.0.0.1:9187.
+    #[arg(long, value_name = "URL", required = true)]
+    sidecar: String,
+    /// A file holding your OIDC ID token (`-`: standard input); the sidecar verifies it
+    /// and records you as the approver.
+    #[arg(long, value_name = "F")]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -106,6 +155,9 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Check(args) => check(args),
         Command::Audit(AuditCommand::Verify(args)) => audit_verify(args),
+        Command::Approvals(args) => approvals(args),
+        Command::Approve(args) => decide(args, "Approve"),
+        Command::Deny(args) => decide(args, "Deny"),
     };
     match result {
         Ok(code) => code,
@@ -114,6 +166,76 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(2)
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn approvals(args: ApprovalsArgs) -> anyhow::Result<std::process::ExitCode> {
+    let endpoint = SidecarEndpoint::parse(&args.target.sidecar)?;
+    let mut items = runtime()?.block_on(endpoint.list())?;
+    if !args.all {
+        items.retain(|r| r["status"]["state"] == "Pending");
+    }
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        Output::Json => {
+            let list = serde_json::json!({
+                "apiVersion": "palisade.dev/v1alpha1",
+                "kind": "ApprovalRequestList",
+                "items": items,
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+        }
+        Output::Text => print_table(&items, std::time::SystemTime::now(), &mut out)?,
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Exit status: 0 decided, 1 refused by the sidecar, 2 bad input or no answer.
+fn decide(args: DecideArgs, verdict: &str) -> anyhow::Result<std::process::ExitCode> {
+    let endpoint = SidecarEndpoint::parse(&args.target.sidecar)?;
+    let Some(token_file) = &args.target.token_file else {
+        anyhow::bail!(
+            "--token-file is required: approvers prove who they are with their OIDC ID token"
+        );
+    };
+    let token = read_token(token_file)?;
+    let result =
+        runtime()?.block_on(endpoint.decide(&args.name, verdict, args.comment.as_deref(), &token));
+    let request = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kubectl-palisade: {e:#}");
+            return Ok(std::process::ExitCode::from(1));
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&request)?)?,
+        Output::Text => {
+            let decided = request["spec"]["decisions"]
+                .as_array()
+                .and_then(|d| d.last())
+                .and_then(|d| d["user"].as_str())
+                .unwrap_or("you");
+            writeln!(
+                out,
+                "approvalrequest/{} {} by {decided}; state: {}",
+                args.name,
+                if verdict == "Approve" {
+                    "approved"
+                } else {
+                    "denied"
+                },
+                request["status"]["state"].as_str().unwrap_or("?")
+            )?;
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// Exit status: 0 valid, 1 anything invalid, 2 bad input.

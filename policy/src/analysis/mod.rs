@@ -25,6 +25,7 @@ mod search_path;
 mod walker;
 mod where_clause;
 
+pub(crate) use parse::with_tree;
 pub use redact::{fingerprint, normalize};
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ const RED_ZONE: usize = if cfg!(debug_assertions) { 48 } else { 6 } * 1024 * 102
 const FRESH_STACK: usize = if cfg!(debug_assertions) { 64 } else { 16 } * 1024 * 1024;
 
 /// Parses `sql` and hands the tree to `analyse`, on a stack deep enough for both.
-pub(super) fn with_tree<T>(
+pub(crate) fn with_tree<T>(
     sql: &str,
     dialect: &SqlDialect,
     analyse: impl FnOnce(&ParseResult) -> Result<T, ParseFailure>,

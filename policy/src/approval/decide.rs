@@ -260,6 +260,7 @@ mod tests {
                 service_account: Some("ml/notebook".into()),
                 pod: Some("notebook-0".into()),
                 db_user: Some("analyst".into()),
+                ..Requester::default()
             },
             statement: "SELECT * FROM customers WHERE region = $1".into(),
             fingerprint: "sha256:00".into(),

@@ -19,7 +19,9 @@ pub use decide::{
 pub use grants::{
     DEFAULT_GRANT_CAPACITY, GrantStore, GrantTtl, MAX_GRANT_TTL, ONCE_GRANT_WINDOW, identity_key,
 };
-pub use justification::{JustificationRequired, check_justification};
+pub use justification::{
+    JUSTIFICATION_SETTING, JustificationRequired, check_justification, justification_set,
+};
 pub use name::{MAX_NAME_LEN, request_name};
 pub use refusal::Refusal;
 pub use retention::{DEFAULT_HISTORY_RETENTION, past_retention};

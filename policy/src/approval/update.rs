@@ -41,18 +41,24 @@ pub fn check_spec_update<'a>(
         requester,
         statement,
         fingerprint,
+        operations,
         tables,
+        columns,
+        estimate,
         justification,
         expires_at,
         decisions,
     } = old;
-    let unchanged: [(&'static str, bool); 8] = [
+    let unchanged: [(&'static str, bool); 11] = [
         ("policy", *policy == new.policy),
         ("rule", *rule == new.rule),
         ("requester", *requester == new.requester),
         ("statement", *statement == new.statement),
         ("fingerprint", *fingerprint == new.fingerprint),
+        ("operations", *operations == new.operations),
         ("tables", *tables == new.tables),
+        ("columns", *columns == new.columns),
+        ("estimate", *estimate == new.estimate),
         ("justification", *justification == new.justification),
         ("expiresAt", *expires_at == new.expires_at),
     ];

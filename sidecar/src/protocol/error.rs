@@ -18,10 +18,13 @@ pub mod sqlstate {
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     pub const SYNTAX_ERROR: &str = "42601";
+    pub const QUERY_CANCELED: &str = "57014";
+    pub const SUCCESSFUL_COMPLETION: &str = "00000";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
+    Notice,
     Error,
     Fatal,
 }
@@ -29,6 +32,7 @@ pub enum Severity {
 impl Severity {
     fn as_str(self) -> &'static str {
         match self {
+            Severity::Notice => "NOTICE",
             Severity::Error => "ERROR",
             Severity::Fatal => "FATAL",
         }
@@ -63,6 +67,14 @@ impl PgError {
         }
     }
 
+    /// A NoticeResponse: information the client shows while the session goes on.
+    pub fn notice(message: impl Into<String>) -> Self {
+        PgError {
+            severity: Severity::Notice,
+            ..Self::fatal(sqlstate::SUCCESSFUL_COMPLETION, message)
+        }
+    }
+
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
@@ -73,7 +85,7 @@ impl PgError {
         self
     }
 
-    /// The ErrorResponse message on the wire.
+    /// The ErrorResponse (NoticeResponse, for a notice) message on the wire.
     pub fn to_message(&self) -> Bytes {
         let mut body = BytesMut::with_capacity(64 + self.message.len());
         let mut field = |tag: u8, value: &str| {
@@ -93,7 +105,11 @@ impl PgError {
             field(b'H', h);
         }
         body.put_u8(0);
-        message(backend::ERROR_RESPONSE, &body)
+        let tag = match self.severity {
+            Severity::Notice => backend::NOTICE_RESPONSE,
+            Severity::Error | Severity::Fatal => backend::ERROR_RESPONSE,
+        };
+        message(tag, &body)
     }
 }
 

@@ -1,0 +1,10 @@
+//! Approvals (SPEC §2.3): the requests this sidecar holds statements for ([`desk`]), the
+//! session stage that holds them ([`stage`]), and the admin endpoint's routes that list
+//! and decide them ([`http`]).
+
+pub mod desk;
+pub mod http;
+pub mod stage;
+
+pub use desk::ApprovalDesk;
+pub use stage::{ApprovalStage, Judged};
