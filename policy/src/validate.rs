@@ -52,10 +52,25 @@ fn check(spec: &DatabasePolicySpec) -> Result<(), Problem> {
     if spec.limits.max_statement_bytes == 0 {
         return fail("spec.limits.maxStatementBytes", "must be at least 1");
     }
-    if let Some(oidc) = spec.identity.as_ref().and_then(|i| i.oidc.as_ref())
-        && oidc.issuer.trim().is_empty()
-    {
-        return fail("spec.identity.oidc.issuer", "must not be empty");
+    if let Some(oidc) = spec.identity.as_ref().and_then(|i| i.oidc.as_ref()) {
+        if oidc.issuer.trim().is_empty() {
+            return fail("spec.identity.oidc.issuer", "must not be empty");
+        }
+        if oidc.jwks_secret_ref.name.trim().is_empty() || oidc.jwks_secret_ref.key.trim().is_empty()
+        {
+            return fail(
+                "spec.identity.oidc.jwksSecretRef",
+                "must name a secret and a key (the issuer's JWKS)",
+            );
+        }
+        // An ID token is never the database password: when every client must log in with
+        // one, only the sidecar's own credentials can log in upstream.
+        if oidc.required && spec.database.credentials_secret_ref.is_none() {
+            return fail(
+                "spec.identity.oidc.required",
+                "true needs spec.database.credentialsSecretRef: clients then log in with an ID token, which is never passed to the database, so the sidecar must log in upstream with its own credentials",
+            );
+        }
     }
     let mut names = BTreeSet::new();
     for (i, rule) in spec.rules.iter().enumerate() {
@@ -213,6 +228,16 @@ mod tests {
                 "at least 1",
             ),
             ("  defaultAction: Maybe\n", "spec.defaultAction", "Maybe"),
+            (
+                "  identity: {oidc: {issuer: https://idp/, jwksSecretRef: {name: jwks, key: jwks.json}, required: true}}\n",
+                "spec.identity.oidc.required",
+                "needs spec.database.credentialsSecretRef",
+            ),
+            (
+                "  identity: {oidc: {issuer: https://idp/, jwksSecretRef: {name: jwks, key: ''}}}\n",
+                "spec.identity.oidc.jwksSecretRef",
+                "must name a secret and a key",
+            ),
         ];
         for (tail, field, words) in cases {
             let err = error_for(tail);
@@ -220,6 +245,13 @@ mod tests {
         }
         assert_eq!(
             error_for("  rules:\n  - {name: ok, action: Deny, match: {operations: [Drop]}}\n"),
+            ""
+        );
+        // OIDC optional without injected credentials: a non-token password goes to the database.
+        assert_eq!(
+            error_for(
+                "  identity: {oidc: {issuer: https://idp/, jwksSecretRef: {name: jwks, key: jwks.json}}}\n"
+            ),
             ""
         );
         // grantTtl "0": the approved execution only.

@@ -11,11 +11,12 @@ use palisade_policy::decision::{Identity, RuleSet};
 use palisade_policy::decision_cache::Engine;
 use palisade_policy::mask_plan::MaskRules;
 use palisade_policy::masking::Mask;
-use palisade_policy::model::SecretKeyRef;
+use palisade_policy::model::{Oidc, SecretKeyRef};
 use palisade_policy::{Manifest, RenderedPolicy, TlsMode, load_manifests, render_all};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 
+use crate::oidc::{JwksFiles, OidcLogin};
 use crate::tls;
 
 /// How to reach and authenticate to one upstream database.
@@ -56,6 +57,8 @@ pub struct LoadedPolicy {
     pub engine: Engine,
     /// Keys of the MaskingRules' `Hash` masks, by (secret, key), read at load.
     pub mask_keys: MaskKeys,
+    /// `spec.identity.oidc`: clients are asked for a password, which may be an ID token.
+    pub oidc: Option<OidcLogin>,
 }
 
 impl LoadedPolicy {
@@ -83,15 +86,20 @@ impl LoadedPolicy {
 #[derive(Clone, Debug)]
 pub struct SecretStore {
     dir: Option<PathBuf>,
+    /// The OIDC issuers' keys, re-read as their files change and kept across reloads.
+    jwks: Arc<JwksFiles>,
 }
 
 impl SecretStore {
     pub fn new(dir: Option<PathBuf>) -> Self {
-        SecretStore { dir }
+        SecretStore {
+            dir,
+            jwks: Arc::default(),
+        }
     }
 
-    /// Reads `<dir>/<name>/<key>`; `field` names the reference for the error message.
-    pub fn read(&self, name: &str, key: &str, field: &str) -> Result<Vec<u8>, String> {
+    /// Where `<dir>/<name>/<key>` is; `field` names the reference for the error message.
+    pub fn path(&self, name: &str, key: &str, field: &str) -> Result<PathBuf, String> {
         let Some(dir) = &self.dir else {
             return Err(format!(
                 "{field} refers to secret {name:?} but no --secrets-dir was given"
@@ -105,9 +113,28 @@ impl SecretStore {
                 "{field}: invalid secret reference {name:?}/{key:?}"
             ));
         }
-        let path = dir.join(name).join(key);
+        Ok(dir.join(name).join(key))
+    }
+
+    /// Reads `<dir>/<name>/<key>`; `field` names the reference for the error message.
+    pub fn read(&self, name: &str, key: &str, field: &str) -> Result<Vec<u8>, String> {
+        let path = self.path(name, key, field)?;
         std::fs::read(&path)
             .map_err(|e| format!("{field}: cannot read secret {}: {e}", path.display()))
+    }
+
+    /// The issuer keys `oidc.jwksSecretRef` names, read now if they changed.
+    fn oidc_login(&self, policy: &str, oidc: &Oidc) -> OidcLogin {
+        let r = &oidc.jwks_secret_ref;
+        let path = self.path(&r.name, &r.key, "spec.identity.oidc.jwksSecretRef");
+        let login = OidcLogin::new(oidc.clone(), self.jwks.get(r, path));
+        // Read (and any problem logged) at load rather than at the first login. A policy
+        // whose keys are missing still loads: its token logins are refused, and the keys
+        // are picked up as soon as the Secret holds them.
+        if let Err(e) = login.verifier() {
+            tracing::error!(%policy, error = %e, "ID-token logins will be refused until the issuer's keys load");
+        }
+        login
     }
 }
 
@@ -170,8 +197,15 @@ pub fn load_policies(
             .map_err(|e| anyhow::anyhow!("DatabasePolicy {key}: {e}"))?;
         let mask_keys = load_mask_keys(&doc, secrets)
             .map_err(|e| anyhow::anyhow!("DatabasePolicy {key}: {e}"))?;
+        let oidc = doc
+            .spec
+            .identity
+            .as_ref()
+            .and_then(|i| i.oidc.as_ref())
+            .map(|o| secrets.oidc_login(&key, o));
         out.push(LoadedPolicy {
             mask_keys,
+            oidc,
             engine: Engine::new(RuleSet::new(&doc)),
             rendered: doc,
             source,

@@ -9,6 +9,7 @@ pub mod conn;
 pub mod govern;
 pub mod masking;
 pub mod metrics;
+pub mod oidc;
 pub mod protocol;
 pub mod relay;
 pub mod server;

@@ -35,6 +35,12 @@ pub struct CatalogQueryLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoginLabel {
+    pub policy: String,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: &'static str,
 }
@@ -52,6 +58,7 @@ pub struct Metrics {
     reloads: Family<ResultLabel, Counter>,
     policies: Gauge,
     catalog_queries: Family<CatalogQueryLabel, Counter>,
+    oidc_logins: Family<LoginLabel, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -71,6 +78,7 @@ impl Default for Metrics {
         let reloads = Family::<ResultLabel, Counter>::default();
         let policies = Gauge::default();
         let catalog_queries = Family::<CatalogQueryLabel, Counter>::default();
+        let oidc_logins = Family::<LoginLabel, Counter>::default();
         registry.register(
             "connections",
             "Client connections accepted",
@@ -108,6 +116,11 @@ impl Default for Metrics {
             "Catalog snapshot queries masking sent upstream, by reason (session_start, ddl, unknown_name, age)",
             catalog_queries.clone(),
         );
+        registry.register(
+            "oidc_logins",
+            "Logins to policies with identity.oidc, by result: verified; no_token (let in without one, required: false); token_required (refused); jwks_unavailable (refused: the issuer's keys are not loaded); or why a token was refused (expired, not_yet_valid, wrong_issuer, wrong_audience, unknown_key, unusable_key, bad_signature, algorithm, groups_overage, claims, malformed)",
+            oidc_logins.clone(),
+        );
         Metrics {
             registry,
             connections,
@@ -119,6 +132,7 @@ impl Default for Metrics {
             reloads,
             policies,
             catalog_queries,
+            oidc_logins,
         }
     }
 }
@@ -172,6 +186,16 @@ impl Metrics {
             .get_or_create(&UpstreamErrorLabel {
                 policy: policy.to_string(),
                 kind,
+            })
+            .inc();
+    }
+
+    /// One login to a policy with `identity.oidc`, by result.
+    pub fn oidc_login(&self, policy: &str, result: &'static str) {
+        self.oidc_logins
+            .get_or_create(&LoginLabel {
+                policy: policy.to_string(),
+                result,
             })
             .inc();
     }

@@ -1,6 +1,7 @@
 //! One client connection, from the first byte to the last: TLS negotiation on the client
 //! leg, the startup message, authentication (relayed, or performed by the sidecar with
-//! injected credentials), the cancel-key swap, and then the relay.
+//! injected credentials; with `identity.oidc`, the client's ID token verified first), the
+//! cancel-key swap, and then the relay.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::govern::{Governance, Stages};
 use crate::masking::Masking;
 use crate::masking::shared::{CatalogHandle, Catalogs, SessionCatalog, Start};
 use crate::metrics::{CatalogQueries, Metrics, SessionMetrics};
+use crate::oidc::{LoginError, OidcLogin, refusal_reason};
 use crate::protocol::auth::{
     self, AUTH_CLEARTEXT, AUTH_MD5, AUTH_OK, AUTH_SASL, AUTH_SASL_CONTINUE, AUTH_SASL_FINAL,
 };
@@ -33,6 +35,7 @@ use crate::relay::{Pump, RelayEnd, RelayState, flush_remaining, relay};
 use crate::syntax::SessionSyntax;
 use crate::upstream;
 use palisade_policy::decision::Identity;
+use palisade_policy::identity::{TokenError, VerifiedToken, looks_like_jwt};
 
 /// Authentication and startup messages are small; anything bigger is not a real client.
 const STARTUP_MESSAGE_LIMIT: usize = 1024 * 1024;
@@ -107,7 +110,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         let mut buf = BytesMut::with_capacity(1024);
         let established = tokio::time::timeout(
             STARTUP_TIMEOUT,
-            establish(&mut client, &mut buf, &policy, &ctx),
+            establish(&mut client, &mut buf, peer, &policy, &ctx),
         )
         .await
         .unwrap_or_else(|_| {
@@ -158,6 +161,8 @@ impl Established {
         info!(
             user = %self.user,
             database = %self.database,
+            oidc_user = self.identity.user.as_deref().unwrap_or("-"),
+            groups = %self.identity.groups.join(","),
             service_account = self.identity.service_account.as_deref().unwrap_or("-"),
             workload = self.identity.workload.as_deref().unwrap_or("-"),
             pod = self.identity.pod.as_deref().unwrap_or("-"),
@@ -267,6 +272,7 @@ async fn read_initial_packet(conn: &mut Conn, buf: &mut BytesMut) -> Result<Star
 async fn establish(
     client: &mut Conn,
     buf: &mut BytesMut,
+    peer: SocketAddr,
     policy: &LoadedPolicy,
     ctx: &ListenerContext,
 ) -> Result<Option<Established>, Stop> {
@@ -346,6 +352,13 @@ async fn establish(
         client.write_all(&msg).await?;
     }
 
+    // With `identity.oidc` the client proves who it is to the sidecar first, before any
+    // upstream connection is opened for it.
+    let login = match &policy.oidc {
+        Some(oidc) => Some(client_login(client, buf, peer, policy, oidc, &ctx.metrics).await?),
+        None => None,
+    };
+
     let up = &policy.upstream;
     let mut server = match upstream::connect(up).await {
         Ok(s) => s,
@@ -361,9 +374,23 @@ async fn establish(
     server.write_all(&startup.to_packet()).await?;
 
     let mut server_buf = BytesMut::with_capacity(1024);
-    let auth = match &up.credentials {
-        None => relay_auth(client, buf, &mut server, &mut server_buf).await,
-        Some(creds) => inject_auth(client, &mut server, &mut server_buf, creds).await,
+    let auth = match (&up.credentials, &login) {
+        (Some(creds), _) => {
+            let secret = UpstreamSecret::Injected(creds);
+            upstream_login(client, &mut server, &mut server_buf, secret).await
+        }
+        (None, None) => relay_auth(client, buf, &mut server, &mut server_buf).await,
+        (None, Some(ClientLogin::Password(password))) => {
+            let secret = UpstreamSecret::Client {
+                user: &user,
+                password,
+            };
+            upstream_login(client, &mut server, &mut server_buf, secret).await
+        }
+        (None, Some(ClientLogin::Token(_))) => {
+            let secret = UpstreamSecret::TokenOnly { user: &user };
+            upstream_login(client, &mut server, &mut server_buf, secret).await
+        }
     };
     if let Err(stop) = auth {
         if stop
@@ -381,10 +408,13 @@ async fn establish(
     let mut key = None;
     let mut date_style = String::from("ISO, MDY");
     let mut syntax = SessionSyntax::default();
-    let identity = Identity {
+    let mut identity = Identity {
         db_user: user.clone(),
         ..(*ctx.workload).clone()
     };
+    if let Some(ClientLogin::Token(token)) = &login {
+        token.apply_to(&mut identity);
+    }
     let catalog = ctx
         .catalogs
         .database(&up.host, up.port, &database, &ctx.catalog_queries);
@@ -634,14 +664,178 @@ async fn answer_from_client(
     Ok(())
 }
 
-/// Credential injection: the sidecar logs in with the secret's credentials; the client,
-/// which never holds the database password, is told only that it is in.
-async fn inject_auth(
+/// How the sidecar logged a client in, for policies with `identity.oidc`.
+enum ClientLogin {
+    /// A verified ID token: the session's user and groups.
+    Token(VerifiedToken),
+    /// Not a token (`required: false`): a database password, used to log in upstream when
+    /// there are no injected credentials, and otherwise dropped.
+    Password(Vec<u8>),
+}
+
+/// Asks the client for its password and, if it is an ID token, verifies it. Everything
+/// that is not a valid token, or not a password the policy lets through, is refused here:
+/// a token is never retried as a password, and never sent to the database.
+async fn client_login(
+    client: &mut Conn,
+    buf: &mut BytesMut,
+    peer: SocketAddr,
+    policy: &LoadedPolicy,
+    oidc: &OidcLogin,
+    metrics: &Metrics,
+) -> Result<ClientLogin, Stop> {
+    let key = policy.key();
+    // The token is a bearer credential, asked for in cleartext: only over loopback (the
+    // pod's own network namespace) or the sidecar's TLS.
+    if !client.is_tls() && !peer.ip().to_canonical().is_loopback() {
+        return Err(Stop::tell(
+            PgError::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                format!(
+                    "palisade: policy {key} takes ID tokens and passwords in cleartext, and this connection from {} is neither local nor encrypted",
+                    peer.ip()
+                ),
+            )
+            .with_hint("connect over localhost, or run the sidecar with --tls-cert/--tls-key and connect with sslmode=require or stricter"),
+        ));
+    }
+    client.write_all(&auth::cleartext_request()).await?;
+    client.flush().await?;
+    // A client with no password at all (libpq without one) hangs up here.
+    let answer = read_message(client, buf).await?;
+    let password = match answer[0] {
+        frontend::PASSWORD => auth::password(&answer[5..]),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        Stop::tell(PgError::fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            format!(
+                "palisade: expected a password message, got message type {:?}",
+                answer[0] as char
+            ),
+        ))
+    })?;
+    let token = std::str::from_utf8(password)
+        .ok()
+        .filter(|p| looks_like_jwt(p));
+    let Some(token) = token else {
+        if oidc.config.required {
+            metrics.oidc_login(&key, "token_required");
+            return Err(Stop::tell(
+                PgError::fatal(
+                    sqlstate::INVALID_AUTHORIZATION,
+                    format!(
+                        "palisade: policy {key} requires an OIDC ID token as the password, and the password sent is not one"
+                    ),
+                )
+                .with_hint(format!(
+                    "log in to {} and send the ID token as the password, e.g. PGPASSWORD=\"$(cat id-token)\" psql …",
+                    oidc.config.issuer
+                )),
+            ));
+        }
+        metrics.oidc_login(&key, "no_token");
+        debug!("no ID token; the session carries the workload identity only");
+        return Ok(ClientLogin::Password(password.to_vec()));
+    };
+    match oidc.verify(token) {
+        Ok(verified) => {
+            metrics.oidc_login(&key, "verified");
+            info!(oidc_user = %verified.user, groups = %verified.groups.join(","), "ID token verified");
+            Ok(ClientLogin::Token(verified))
+        }
+        Err(LoginError::NoKeys(why)) => {
+            metrics.oidc_login(&key, "jwks_unavailable");
+            Err(Stop::tell(
+                PgError::fatal(
+                    sqlstate::INVALID_AUTHORIZATION,
+                    format!("palisade: ID tokens cannot be verified: the issuer's keys are not loaded ({why})"),
+                )
+                .with_hint(format!(
+                    "the sidecar reads the issuer's JWKS from {} (spec.identity.oidc.jwksSecretRef of policy {key}); it must hold the issuer's published keys as {{\"keys\": [...]}}",
+                    oidc.jwks.origin()
+                )),
+            ))
+        }
+        Err(LoginError::Token(e)) => {
+            metrics.oidc_login(&key, refusal_reason(&e));
+            Err(Stop::tell(
+                PgError::fatal(
+                    sqlstate::INVALID_PASSWORD,
+                    format!("palisade: ID token refused: {e}"),
+                )
+                .with_hint(token_hint(&e, oidc)),
+            ))
+        }
+    }
+}
+
+/// What the person whose token was refused can do about it.
+fn token_hint(e: &TokenError, oidc: &OidcLogin) -> String {
+    match e {
+        TokenError::Expired { .. } | TokenError::NotYetValid { .. } => {
+            "get a fresh ID token from your identity provider and connect again".into()
+        }
+        TokenError::WrongAudience { .. } => format!(
+            "request an ID token for {} (spec.identity.oidc.audiences)",
+            oidc.config.audiences.join(" or ")
+        ),
+        TokenError::WrongIssuer { .. } => format!(
+            "log in to {} (spec.identity.oidc.issuer) for the ID token",
+            oidc.config.issuer
+        ),
+        TokenError::UnknownKeyId { .. } | TokenError::MissingKeyId { .. } => format!(
+            "if the issuer rotated its signing keys, {} (spec.identity.oidc.jwksSecretRef) needs its new JWKS",
+            oidc.jwks.origin()
+        ),
+        TokenError::GroupsOverage { .. } => {
+            "ask the identity provider's administrator to emit fewer groups into the token".into()
+        }
+        _ => "send the ID token your identity provider issued, unchanged, as the password".into(),
+    }
+}
+
+/// What the sidecar answers the database's authentication requests with.
+enum UpstreamSecret<'a> {
+    /// `spec.database.credentialsSecretRef`: the client never holds the database password.
+    Injected(&'a Credentials),
+    /// The password the client sent the sidecar (a policy with `identity.oidc` asks for it
+    /// in cleartext before connecting; the sidecar answers md5 or SCRAM with it).
+    Client { user: &'a str, password: &'a [u8] },
+    /// A verified ID token and no injected credentials: the token is never passed on, so
+    /// the database must let the user in without a password.
+    TokenOnly { user: &'a str },
+}
+
+/// The sidecar logs in upstream itself; the client, whose credentials (if any) were taken
+/// already, is told only that it is in.
+async fn upstream_login(
     client: &mut Conn,
     server: &mut Conn,
     server_buf: &mut BytesMut,
-    creds: &Credentials,
+    secret: UpstreamSecret<'_>,
 ) -> Result<(), Stop> {
+    let (user, password): (&str, &[u8]) = match &secret {
+        UpstreamSecret::Injected(creds) => (&creds.username, &creds.password),
+        UpstreamSecret::Client { user, password } => (user, password),
+        UpstreamSecret::TokenOnly { user } => (user, &[]),
+    };
+    let needs_password = |method: i32| -> Result<(), Stop> {
+        match &secret {
+            UpstreamSecret::TokenOnly { user } => Err(Stop::tell(
+                PgError::fatal(
+                    sqlstate::INVALID_AUTHORIZATION,
+                    format!(
+                        "palisade: the database asks user \"{user}\" for {} authentication, and an ID token is never passed to the database",
+                        auth::method_name(method)
+                    ),
+                )
+                .with_hint("set spec.database.credentialsSecretRef so the sidecar logs in with its own credentials, or connect with the database password instead of a token"),
+            )),
+            _ => Ok(()),
+        }
+    };
     let mut scram: Option<ScramSha256> = None;
     let scram_failed = |e: std::io::Error| {
         Stop::tell(PgError::fatal(
@@ -656,18 +850,23 @@ async fn inject_auth(
         match msg[0] {
             backend::AUTHENTICATION => match auth::auth_code(body).unwrap_or(-1) {
                 AUTH_OK => break,
-                AUTH_CLEARTEXT => pgfront::password_message(&creds.password, &mut reply)?,
+                AUTH_CLEARTEXT => {
+                    needs_password(AUTH_CLEARTEXT)?;
+                    pgfront::password_message(password, &mut reply)?;
+                }
                 AUTH_MD5 => {
+                    needs_password(AUTH_MD5)?;
                     let salt =
                         auth::md5_salt(body).ok_or_else(|| Stop::quiet("malformed MD5 request"))?;
                     let hash = postgres_protocol::authentication::md5_hash(
-                        creds.username.as_bytes(),
-                        &creds.password,
+                        user.as_bytes(),
+                        password,
                         salt,
                     );
                     pgfront::password_message(hash.as_bytes(), &mut reply)?;
                 }
                 AUTH_SASL => {
+                    needs_password(AUTH_SASL)?;
                     if !auth::sasl_mechanisms(body)
                         .iter()
                         .any(|m| m == SCRAM_SHA_256)
@@ -677,7 +876,7 @@ async fn inject_auth(
                             "palisade: the database offers no SASL mechanism the sidecar supports (SCRAM-SHA-256)",
                         )));
                     }
-                    let s = ScramSha256::new(&creds.password, ChannelBinding::unsupported());
+                    let s = ScramSha256::new(password, ChannelBinding::unsupported());
                     pgfront::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut reply)?;
                     scram = Some(s);
                 }
@@ -696,10 +895,11 @@ async fn inject_auth(
                     s.finish(&body[4..]).map_err(scram_failed)?;
                 }
                 other => {
+                    needs_password(other)?;
                     return Err(Stop::tell(PgError::fatal(
                         sqlstate::FEATURE_NOT_SUPPORTED,
                         format!(
-                            "palisade: the database asked for {} authentication; injected credentials support password, md5 and SCRAM-SHA-256",
+                            "palisade: the database asked for {} authentication; the sidecar logs in with password, md5 and SCRAM-SHA-256",
                             auth::method_name(other)
                         ),
                     )));
@@ -707,13 +907,20 @@ async fn inject_auth(
             },
             backend::ERROR_RESPONSE => {
                 let reason = error_message_field(body).unwrap_or_default();
-                return Err(Stop::tell(
-                    PgError::fatal(
-                        sqlstate::INVALID_PASSWORD,
-                        format!("palisade: the database refused the sidecar's credentials for user \"{}\": {reason}", creds.username),
-                    )
-                    .with_hint("check the username and password keys of spec.database.credentialsSecretRef"),
-                ));
+                if let UpstreamSecret::Injected(creds) = &secret {
+                    return Err(Stop::tell(
+                        PgError::fatal(
+                            sqlstate::INVALID_PASSWORD,
+                            format!("palisade: the database refused the sidecar's credentials for user \"{}\": {reason}", creds.username),
+                        )
+                        .with_hint("check the username and password keys of spec.database.credentialsSecretRef"),
+                    ));
+                }
+                // The client's own login: it hears the server's own words.
+                flush_remaining(client, &msg).await;
+                return Err(Stop::quiet(format!(
+                    "upstream refused authentication: {reason}"
+                )));
             }
             _ => {}
         }

@@ -69,6 +69,19 @@ pub fn auth_ok() -> Bytes {
     message(backend::AUTHENTICATION, &AUTH_OK.to_be_bytes())
 }
 
+/// AuthenticationCleartextPassword: the sidecar asks the client for its password (an ID
+/// token, for policies with `identity.oidc`).
+pub fn cleartext_request() -> Bytes {
+    message(backend::AUTHENTICATION, &AUTH_CLEARTEXT.to_be_bytes())
+}
+
+/// The password of a PasswordMessage body (a NUL-terminated string). `None` if the body
+/// is not one.
+pub fn password(body: &[u8]) -> Option<&[u8]> {
+    let (password, rest) = read_cstr(body)?;
+    rest.is_empty().then_some(password)
+}
+
 /// A human name for an authentication request code, for errors.
 pub fn method_name(code: i32) -> &'static str {
     match code {
@@ -99,6 +112,16 @@ mod tests {
             without_channel_binding(&["SCRAM-SHA-256-PLUS".into()]),
             None
         );
+    }
+
+    #[test]
+    fn password_messages_are_read() {
+        assert_eq!(password(b"secret\0"), Some(&b"secret"[..]));
+        assert_eq!(password(b"\0"), Some(&b""[..]));
+        assert_eq!(password(b"no terminator"), None);
+        assert_eq!(password(b"two\0parts\0"), None);
+        let request = cleartext_request();
+        assert_eq!(auth_code(&request[5..]), Some(AUTH_CLEARTEXT));
     }
 
     #[test]
