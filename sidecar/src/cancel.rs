@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 // A panic elsewhere cannot leave these maps half-updated (each change is one insert or
 // remove), so a poisoned lock is simply taken over.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::sync::watch;
 
 use crate::config::Upstream;
@@ -21,6 +23,18 @@ struct Target {
     /// Counts the session's cancel requests: a statement held for approval (which the
     /// server never saw) is withdrawn by one.
     cancels: watch::Sender<u64>,
+    /// Set while the session holds a statement for approval.
+    holding: Arc<AtomicBool>,
+}
+
+/// What a session hears of its client's cancel requests.
+pub struct CancelSignal {
+    /// Bumped once per cancel request.
+    pub cancels: watch::Receiver<u64>,
+    /// The session sets it while it holds a statement: the cancel is then the session's
+    /// to act on, and must not reach the server, where it would cancel whatever the
+    /// session runs next.
+    pub holding: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -46,6 +60,7 @@ impl CancelRegistry {
                         upstream,
                         key,
                         cancels: watch::Sender::new(0),
+                        holding: Arc::default(),
                     },
                 );
                 return ours;
@@ -61,24 +76,26 @@ impl CancelRegistry {
     }
 
     /// Cancel requests for the session with key `ours`, as they come.
-    pub fn subscribe(&self, ours: &CancelKey) -> Option<watch::Receiver<u64>> {
+    pub fn subscribe(&self, ours: &CancelKey) -> Option<CancelSignal> {
         self.map
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(ours)
-            .map(|t| t.cancels.subscribe())
+            .map(|t| CancelSignal {
+                cancels: t.cancels.subscribe(),
+                holding: t.holding.clone(),
+            })
     }
 
-    /// Tells the session with key `ours` that its client asked to cancel.
-    pub fn signal(&self, ours: &CancelKey) {
-        if let Some(t) = self
-            .map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(ours)
-        {
-            t.cancels.send_modify(|n| *n = n.wrapping_add(1));
-        }
+    /// Tells the session with key `ours` that its client asked to cancel. True when the
+    /// session holds a statement, which the cancel withdraws: nothing is to be sent upstream.
+    pub fn signal(&self, ours: &CancelKey) -> bool {
+        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(t) = map.get(ours) else {
+            return false;
+        };
+        t.cancels.send_modify(|n| *n = n.wrapping_add(1));
+        t.holding.load(Ordering::SeqCst)
     }
 
     /// The upstream and real key for a client's cancel key.

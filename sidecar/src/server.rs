@@ -62,7 +62,6 @@ pub struct Sidecar {
     pub approvals: Arc<ApprovalDesk>,
     /// Where approvers reach the admin endpoint, for the notice a held statement sends.
     admin_url: String,
-    secrets: SecretStore,
 }
 
 impl Sidecar {
@@ -73,11 +72,6 @@ impl Sidecar {
             .unwrap_or_else(PoisonError::into_inner)
             .get(key)
             .map(|l| l.policy.load_full())
-    }
-
-    /// The Secrets the policies refer to.
-    pub fn secrets(&self) -> &SecretStore {
-        &self.secrets
     }
 
     /// Upstreams of the policies being enforced: `(policy, host, port)`.
@@ -254,7 +248,6 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         catalogs: Arc::new(Catalogs::default()),
         approvals: Arc::new(ApprovalDesk::default()),
         admin_url: admin_url(opts.admin_address),
-        secrets: secrets.clone(),
     });
     sidecar.metrics.reload(true, policies.len());
     let count = policies.len();

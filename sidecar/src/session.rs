@@ -934,8 +934,13 @@ async fn upstream_login(
 
 /// Maps a client's cancel key to the real backend and cancels it there.
 async fn forward_cancel(key: CancelKey, ctx: &ListenerContext) {
-    // A statement held for approval is not on the server: the session withdraws it.
-    ctx.cancel.signal(&key);
+    // A statement held for approval is not on the server: the session withdraws it, and
+    // the server, which may run the session's next statement by the time a cancel
+    // arrives, is left alone.
+    if ctx.cancel.signal(&key) {
+        info!("cancel request withdraws the statement held for approval");
+        return;
+    }
     match ctx.cancel.lookup(&key) {
         Some((up, real)) if real.pid != 0 => match upstream::send_cancel(&up, real).await {
             Ok(()) => info!("cancel request forwarded"),

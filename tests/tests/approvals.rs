@@ -23,6 +23,10 @@ use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 const DATABASE: &str = "approvals";
 
+/// Who runs the statements that need approval. She is in data-stewards too, the approvers'
+/// group: that must not let her approve her own.
+const REQUESTER: &str = "alice@example.com";
+
 const SEED: &str = "
 CREATE TABLE IF NOT EXISTS customers(id int primary key, region text);
 CREATE TABLE IF NOT EXISTS payments(id int primary key, amount int);
@@ -106,6 +110,34 @@ impl Fixture {
         }
     }
 
+    /// A raw wire client logged in as the requester (her token as the cleartext password
+    /// the sidecar asks for).
+    async fn raw_client(&self) -> RawClient {
+        let mut raw = RawClient::connect(self.sidecar.port).await;
+        let token = self.issuer.id_token(REQUESTER, &["analysts"]);
+        raw.stream
+            .write_all(&palisade_tests::wire::startup_packet(SUPERUSER, DATABASE))
+            .await
+            .unwrap();
+        loop {
+            let (tag, body) = raw.read_message().await.expect("startup");
+            match tag {
+                // AuthenticationCleartextPassword: the token goes as the password.
+                b'R' if body[..4] == [0, 0, 0, 3] => {
+                    let mut password = token.as_bytes().to_vec();
+                    password.push(0);
+                    raw.stream
+                        .write_all(&palisade_tests::wire::message(b'p', &password))
+                        .await
+                        .unwrap();
+                }
+                b'E' => panic!("login refused: {}", common::field(&body, b'M')),
+                b'Z' => return raw,
+                _ => {}
+            }
+        }
+    }
+
     fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.sidecar.admin_port)
     }
@@ -159,13 +191,20 @@ impl Fixture {
         }
     }
 
-    /// A client through the sidecar (as the database superuser, the requester in these
-    /// tests), and the notices it receives.
+    /// How the requester in these tests logs in: as alice, with her ID token for a
+    /// password (the database user is the trusted superuser).
+    fn requester_conn_str(&self) -> String {
+        let token = self
+            .issuer
+            .id_token(REQUESTER, &["analysts", "data-stewards"]);
+        self.sidecar.conn_str(SUPERUSER, Some(&token), DATABASE)
+    }
+
+    /// A client through the sidecar as the requester, and the notices it receives.
     async fn client(&self) -> (Client, Notices) {
-        let (client, mut connection) =
-            tokio_postgres::connect(&self.sidecar.conn_str(SUPERUSER, None, DATABASE), NoTls)
-                .await
-                .unwrap();
+        let (client, mut connection) = tokio_postgres::connect(&self.requester_conn_str(), NoTls)
+            .await
+            .unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -265,7 +304,7 @@ async fn an_approved_statement_runs_inside_its_open_transaction() {
     for want in [
         name.as_str(),
         "Pending",
-        SUPERUSER,
+        REQUESTER,
         "DELETE FROM customers WHERE id = $1",
         "public.customers",
     ] {
@@ -274,6 +313,11 @@ async fn an_approved_statement_runs_inside_its_open_transaction() {
     let request = f.request(&name);
     assert_eq!(request["spec"]["rule"], "customer-deletes");
     assert_eq!(request["spec"]["operations"], serde_json::json!(["Delete"]));
+    assert_eq!(request["spec"]["requester"]["user"], REQUESTER);
+    assert_eq!(
+        request["spec"]["requester"]["groups"],
+        serde_json::json!(["analysts", "data-stewards"])
+    );
     assert_eq!(request["spec"]["requester"]["dbUser"], SUPERUSER);
     assert!(
         request["spec"]["fingerprint"]
@@ -429,12 +473,15 @@ async fn only_verified_approvers_other_than_the_requester_decide() {
     assert!(stderr(&eve).contains("403"), "{}", stderr(&eve));
     assert!(stderr(&eve).contains("not an approver"), "{}", stderr(&eve));
 
-    // The requester is the database user; an approver token naming that user is refused
-    // even from the approvers' group.
-    let me = f.approve(&name, SUPERUSER, &["data-stewards"]);
-    assert_eq!(me.status.code(), Some(1));
-    assert!(stderr(&me).contains("403"), "{}", stderr(&me));
-    assert!(stderr(&me).contains("cannot decide it"), "{}", stderr(&me));
+    // The requester cannot approve her own statement, though she is in the approvers'
+    // group; nor can anyone under another of her identities (the database user).
+    for (who, identity) in [(REQUESTER, "as user"), (SUPERUSER, "as database user")] {
+        let me = f.approve(&name, who, &["data-stewards"]);
+        assert_eq!(me.status.code(), Some(1));
+        assert!(stderr(&me).contains("403"), "{}", stderr(&me));
+        assert!(stderr(&me).contains("cannot decide it"), "{}", stderr(&me));
+        assert!(stderr(&me).contains(identity), "{}", stderr(&me));
+    }
 
     assert!(
         still_held(&mut held).await,
@@ -550,8 +597,7 @@ async fn read_through_ready(raw: &mut RawClient) -> (Vec<u8>, Vec<String>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pipelining_client_waits_behind_the_held_statement() {
     let f = Fixture::start();
-    let mut raw = RawClient::connect(f.sidecar.port).await;
-    raw.startup(SUPERUSER, DATABASE).await;
+    let mut raw = f.raw_client().await;
     // Three queries in one write, before any answer: the middle one needs approval.
     let mut batch = Vec::new();
     for sql in [
@@ -600,8 +646,7 @@ async fn a_pipelining_client_waits_behind_the_held_statement() {
     assert_eq!(tags, b"TDCZ", "then SELECT 2");
 
     // A client that goes away while a statement is held withdraws its request.
-    let mut raw = RawClient::connect(f.sidecar.port).await;
-    raw.startup(SUPERUSER, DATABASE).await;
+    let mut raw = f.raw_client().await;
     let mut body = b"DELETE FROM customers WHERE id = 402".to_vec();
     body.push(0);
     raw.stream
@@ -666,6 +711,7 @@ fn psql_shows_the_notice_and_runs_the_statement_once_approved() {
     let conninfo = f.sidecar.conn_str(SUPERUSER, None, DATABASE);
     let psql = palisade_tests::pg::find_bin_dir().unwrap().join("psql");
     let child = Command::new(psql)
+        .env("PGPASSWORD", f.issuer.id_token(REQUESTER, &["analysts"]))
         .args(["-X", "-v", "ON_ERROR_STOP=1", "-d", &conninfo, "-c"])
         .arg("DELETE FROM customers WHERE id = 501")
         .stdout(std::process::Stdio::piped())

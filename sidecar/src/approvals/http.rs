@@ -17,12 +17,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use palisade_policy::approval::{Decider, stamp};
 use palisade_policy::crd::{ApprovalDecision, Verdict};
-use palisade_policy::identity::{TokenVerifier, VerifiedToken};
+use palisade_policy::identity::VerifiedToken;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::desk::DeskError;
+use crate::oidc::LoginError;
 use crate::server::Sidecar;
 
 /// The body of `POST /approvals/{name}/decisions`. Anything else a client sends — a user, a
@@ -161,17 +162,12 @@ fn approver(
     let policy = sidecar
         .policy(policy_key)
         .ok_or_else(|| format!("policy {policy_key} is no longer loaded by this sidecar"))?;
-    let oidc = policy.rendered.spec.identity.as_ref().and_then(|i| i.oidc.as_ref()).ok_or_else(|| {
+    // The same issuer and keys a client's login is verified with, reloaded as they change.
+    let oidc = policy.oidc.as_ref().ok_or_else(|| {
         format!("policy {policy_key} has no spec.identity.oidc, so no approver can be verified; configure the issuer approvers log in with")
     })?;
-    let jwks = sidecar.secrets().read(
-        &oidc.jwks_secret_ref.name,
-        &oidc.jwks_secret_ref.key,
-        "spec.identity.oidc.jwksSecretRef",
-    )?;
-    let verifier = TokenVerifier::new(oidc, &jwks)
-        .map_err(|e| format!("spec.identity.oidc.jwksSecretRef of policy {policy_key}: {e}"))?;
-    verifier
-        .verify(token)
-        .map_err(|e| format!("the approver's token was not accepted: {e}"))
+    oidc.verify(token).map_err(|e| match e {
+        LoginError::NoKeys(why) => format!("the approver's token cannot be verified: {why}"),
+        LoginError::Token(e) => format!("the approver's token was not accepted: {e}"),
+    })
 }

@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -24,6 +25,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use super::desk::{ApprovalDesk, NewRequest};
+use crate::cancel::CancelSignal;
 use crate::config::LoadedPolicy;
 use crate::protocol::error::{PgError, sqlstate};
 
@@ -63,8 +65,8 @@ struct Released {
 /// One session's approvals.
 pub struct ApprovalStage {
     desk: Arc<ApprovalDesk>,
-    /// Bumped for each CancelRequest carrying this session's key.
-    cancels: Option<watch::Receiver<u64>>,
+    /// The client's cancel requests.
+    cancel: Option<CancelSignal>,
     /// The admin endpoint approvers reach, for the notice's command.
     admin_url: Option<String>,
     /// From `SET palisade.justification = '…'`.
@@ -77,12 +79,12 @@ pub struct ApprovalStage {
 impl ApprovalStage {
     pub fn new(
         desk: Arc<ApprovalDesk>,
-        cancels: Option<watch::Receiver<u64>>,
+        cancel: Option<CancelSignal>,
         admin_url: Option<String>,
     ) -> Self {
         ApprovalStage {
             desk,
-            cancels,
+            cancel,
             admin_url,
             justification: None,
             held: None,
@@ -112,6 +114,7 @@ impl ApprovalStage {
         let Some(held) = self.held.take() else {
             return Poll::Ready(());
         };
+        self.set_holding(false);
         // The desk has the last word: an approval that landed just as the deadline
         // passed still counts.
         let state = match state {
@@ -232,11 +235,19 @@ impl ApprovalStage {
             timeout: humantime::format_duration(timeout).to_string(),
         };
         let notice = self.notice(&request);
+        let cancels = self.cancel.as_ref().map(|c| c.cancels.clone());
         self.held = Some(Held {
-            wait: Box::pin(wait(ticket.state, self.cancels.clone(), timeout)),
+            wait: Box::pin(wait(ticket.state, cancels, timeout)),
             request,
         });
+        self.set_holding(true);
         Judged::Hold(notice)
+    }
+
+    fn set_holding(&self, holding: bool) {
+        if let Some(c) = &self.cancel {
+            c.holding.store(holding, Ordering::SeqCst);
+        }
     }
 
     fn notice(&self, request: &Request) -> Bytes {
