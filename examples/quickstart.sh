@@ -10,9 +10,10 @@ usage() {
     cat <<EOF
 Usage: examples/quickstart.sh [--keep] [--help]
 
-Builds palisade-sidecar, starts a throwaway PostgreSQL on 127.0.0.1 with a demo
-database "shop", runs the sidecar in front of it with examples/quickstart/policy.yaml,
-and sends a few psql commands through the sidecar.
+Builds palisade-sidecar (and kubectl-palisade, dev-issuer), starts a throwaway
+PostgreSQL on 127.0.0.1 with a demo database "shop", runs the sidecar in front of it
+with examples/quickstart/policy.yaml, and sends a few psql commands through the
+sidecar: guardrails, masking, and a statement held until a second person approves it.
 
 Needs: cargo (https://rustup.rs), a C compiler, PostgreSQL server binaries and psql.
 On Debian/Ubuntu, run as root, it installs PostgreSQL itself if it is missing.
@@ -138,11 +139,17 @@ as_pg() {
 # Build
 # ---------------------------------------------------------------------------------------
 
-step "Building palisade-sidecar (cargo build --release -p palisade-sidecar)"
+step "Building palisade-sidecar, kubectl-palisade and dev-issuer (cargo build --release)"
 note "The first build compiles all dependencies and takes a few minutes."
-cargo build --release -p palisade-sidecar
-SIDECAR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/palisade-sidecar"
-[[ -x "$SIDECAR" ]] || die "built, but $SIDECAR is not there (is build.target-dir set in a cargo config?)"
+cargo build --release -p palisade-sidecar -p palisade-operator -p palisade-tests \
+    --bin palisade-sidecar --bin kubectl-palisade --bin dev-issuer
+BIN="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release"
+SIDECAR="$BIN/palisade-sidecar"
+PLUGIN="$BIN/kubectl-palisade"
+ISSUER_TOOL="$BIN/dev-issuer"
+for b in "$SIDECAR" "$PLUGIN" "$ISSUER_TOOL"; do
+    [[ -x "$b" ]] || die "built, but $b is not there (is build.target-dir set in a cargo config?)"
+done
 
 # ---------------------------------------------------------------------------------------
 # Cleanup, set up before anything is started
@@ -310,13 +317,21 @@ EOF
 # ---------------------------------------------------------------------------------------
 
 step "Starting palisade-sidecar: 127.0.0.1:$LISTEN_PORT -> PostgreSQL 127.0.0.1:$PG_PORT"
-sed -e "s/\${LISTEN_PORT}/$LISTEN_PORT/g" -e "s/\${PG_PORT}/$PG_PORT/g" \
+# A throwaway OpenID Connect issuer: its public keys go where the policy's jwksSecretRef
+# points (a Secret in a cluster, <secrets-dir>/<name>/<key> standalone).
+ISSUER=https://issuer.palisade.invalid
+"$ISSUER_TOOL" init --dir "$WORK/idp" --issuer "$ISSUER" >/dev/null
+mkdir -p "$WORK/secrets/idp-jwks"
+cp "$WORK/idp/jwks.json" "$WORK/secrets/idp-jwks/jwks.json"
+sed -e "s/\${LISTEN_PORT}/$LISTEN_PORT/g" -e "s/\${PG_PORT}/$PG_PORT/g" -e "s|\${ISSUER}|$ISSUER|g" \
     examples/quickstart/policy.yaml >"$WORK/policy/policy.yaml"
 note "policy:  $WORK/policy/policy.yaml (from examples/quickstart/policy.yaml)"
-note "admin:   http://127.0.0.1:$ADMIN_PORT (/healthz, /readyz, /metrics)"
+note "admin:   http://127.0.0.1:$ADMIN_PORT (/healthz, /readyz, /metrics, /approvals)"
+note "issuer:  $ISSUER (dev-issuer, keys in $WORK/idp)"
 note "log:     $WORK/sidecar.log"
 "$SIDECAR" run \
     --policy-dir "$WORK/policy" \
+    --secrets-dir "$WORK/secrets" \
     --admin-address "127.0.0.1:$ADMIN_PORT" \
     --log-level info \
     --shutdown-grace 2s \
@@ -352,8 +367,9 @@ app_psql() {
 }
 
 step "1. Query through the sidecar: top customers by order total"
-note "psql connects to the sidecar on port $LISTEN_PORT as \"$APP_USER\" with PGPASSWORD=$APP_PASSWORD;"
-note "the sidecar relays the SCRAM-SHA-256 exchange to PostgreSQL, which checks the password."
+note "psql connects to the sidecar on port $LISTEN_PORT as \"$APP_USER\" with PGPASSWORD=$APP_PASSWORD."
+note "The policy accepts ID tokens (spec.identity.oidc), so the sidecar asks for the password"
+note "itself; one that is not a token is the database password, checked by PostgreSQL (SCRAM)."
 echo
 app_psql shop -c "
 SELECT c.name, c.plan, count(o.id) AS orders, sum(o.amount) AS total
@@ -408,7 +424,38 @@ note "the server's own error about a masked value keeps its shape, not the value
 app_psql shop -c "SELECT ssn::int FROM customers" 2>&1
 set -e
 
-step "6. The sidecar's Prometheus metrics (http://127.0.0.1:$ADMIN_PORT/metrics)"
+step "6. Approvals: changing an order waits on the app's own connection for a data steward"
+note "rule order-changes; psql sends the UPDATE and waits (here in the background):"
+APPROVAL_OUT="$WORK/held-psql.out"
+app_psql shop -c "UPDATE orders SET amount = amount - 5 WHERE id = 1" >"$APPROVAL_OUT" 2>&1 &
+HELD_PID=$!
+REQUEST=
+for ((i = 0; i < 100; i++)); do
+    REQUEST=$("$PLUGIN" approvals --sidecar "http://127.0.0.1:$ADMIN_PORT" -o json |
+        sed -n 's/^ *"name": "\(shop-[0-9a-f]*\)",$/\1/p' | head -n 1)
+    [[ -n "$REQUEST" ]] && break
+    sleep 0.1
+done
+[[ -n "$REQUEST" ]] || die "no approval request showed up for the held UPDATE"
+echo
+sed 's/^/    /' "$APPROVAL_OUT"
+echo
+note "what an approver sees (kubectl palisade approvals --sidecar http://127.0.0.1:$ADMIN_PORT):"
+echo
+"$PLUGIN" approvals --sidecar "http://127.0.0.1:$ADMIN_PORT" | sed 's/^/    /'
+echo
+note "bob, a data steward, logs in to the issuer (here: dev-issuer token) and approves,"
+note "as from another terminal:"
+"$ISSUER_TOOL" token --dir "$WORK/idp" --user bob@example.com --group data-stewards >"$WORK/bob.jwt"
+echo "    \$ kubectl palisade approve $REQUEST --sidecar http://127.0.0.1:$ADMIN_PORT --token-file bob.jwt --comment 'refund agreed'"
+"$PLUGIN" approve "$REQUEST" --sidecar "http://127.0.0.1:$ADMIN_PORT" \
+    --token-file "$WORK/bob.jwt" --comment 'refund agreed' | sed 's/^/    /'
+wait "$HELD_PID" || die "the held UPDATE did not run after approval: $(cat "$APPROVAL_OUT")"
+note "the held psql finishes; the UPDATE ran as sent:"
+echo
+sed 's/^/    /' "$APPROVAL_OUT"
+
+step "7. The sidecar's Prometheus metrics (http://127.0.0.1:$ADMIN_PORT/metrics)"
 metrics=
 if command -v curl >/dev/null 2>&1; then
     metrics=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" || true)
@@ -445,6 +492,8 @@ EOF
         PGPASSWORD=$APP_PASSWORD psql "host=127.0.0.1 port=$LISTEN_PORT user=$APP_USER dbname=shop"
     The database directly:   psql "host=127.0.0.1 port=$PG_PORT user=postgres dbname=shop"
     Metrics:                 curl -s http://127.0.0.1:$ADMIN_PORT/metrics
+    Approval requests:       $PLUGIN approvals --all --sidecar http://127.0.0.1:$ADMIN_PORT
+    An approver's ID token:  $ISSUER_TOOL token --dir $WORK/idp --user bob@example.com --group data-stewards
     Sidecar log:             $WORK/sidecar.log
     Policy (edits reload):   $WORK/policy/policy.yaml
 

@@ -22,7 +22,7 @@ use palisade_policy::grammar;
 use palisade_policy::mask_plan::StatementPlan;
 use tracing::{info, warn};
 
-use crate::approvals::{ApprovalStage, Judged};
+use crate::approvals::{ApprovalStage, Estimating, ExplainProbe, Judged};
 use crate::config::{LoadedPolicy, Upstream};
 use crate::masking::shared::{CatalogHandle, DdlWatch, SessionCatalog};
 use crate::masking::{Check, Masking};
@@ -49,6 +49,9 @@ enum Stopped {
     Refused(PgError),
     /// Held for approval: the client gets this notice now, the statement waits.
     Held(Bytes),
+    /// The sidecar asks the server something first (this Query); the statement waits
+    /// for the answer and is then looked at again.
+    Probe(Bytes),
 }
 
 impl From<PgError> for Stopped {
@@ -92,6 +95,10 @@ pub struct Governance {
     ddl: DdlWatch,
     /// Statements that need a person's approval.
     approvals: ApprovalStage,
+    /// The sidecar's own EXPLAIN in flight on the session's connection.
+    probe: Option<ExplainProbe>,
+    /// Transaction status from the last ReadyForQuery.
+    txn_status: u8,
 }
 
 /// The stages a session's statements pass besides the decision itself.
@@ -114,6 +121,8 @@ impl Governance {
         let Stages { masking, approvals } = stages;
         Governance {
             approvals,
+            probe: None,
+            txn_status: b'I',
             ddl: DdlWatch::new(catalog.clone()),
             catalog,
             masking,
@@ -188,7 +197,7 @@ impl Governance {
             body.put_u8(0);
             return Verdict::Replace(message(frontend::QUERY, &body));
         }
-        let decided = self.decide(sql, settled);
+        let decided = self.decide(sql, settled, replay_safe);
         match decided {
             Ok((decision, policy, text)) => {
                 match self.mask_check(&text, idle, &policy) {
@@ -212,6 +221,7 @@ impl Governance {
                 Verdict::Forward
             }
             Err(Stopped::Held(notice)) => Verdict::Hold(notice),
+            Err(Stopped::Probe(query)) => Verdict::Defer(query),
             Err(Stopped::Refused(error)) => {
                 if let Some(m) = &mut self.masking {
                     m.on_denied_query();
@@ -235,7 +245,9 @@ impl Governance {
             // Under the same statement name, so its Bind and Execute follow it.
             return Verdict::Replace(replacement_parse_text(name, JUSTIFICATION_RESET));
         }
-        let decided = self.decide(sql, settled);
+        // Nothing else in flight and no transaction block: an EXPLAIN may go first.
+        let quiet = idle && settled && self.txn_status == b'I';
+        let decided = self.decide(sql, settled, quiet);
         match decided {
             Ok((decision, policy, text)) => {
                 match self.mask_check(&text, idle, &policy) {
@@ -261,6 +273,7 @@ impl Governance {
                 Verdict::Forward
             }
             Err(Stopped::Held(notice)) => Verdict::Hold(notice),
+            Err(Stopped::Probe(query)) => Verdict::Defer(query),
             Err(Stopped::Refused(error)) => {
                 let name = name.to_vec();
                 Verdict::Replace(self.replacement_parse(&name, error))
@@ -352,14 +365,24 @@ impl Governance {
 
     /// Whether a server message must be held whole for masking.
     pub fn masking_holds(&mut self, tag: u8) -> bool {
-        self.masking.as_mut().is_some_and(|m| m.holds_server(tag))
+        self.probe.is_some() || self.masking.as_mut().is_some_and(|m| m.holds_server(tag))
     }
 
+    /// Whether the server is answering a query of the sidecar's own (the masking
+    /// catalog refresh, an approval's EXPLAIN): its messages are not the client's.
     pub fn refreshing(&self) -> bool {
-        self.masking.as_ref().is_some_and(Masking::refreshing)
+        self.probe.is_some() || self.masking.as_ref().is_some_and(Masking::refreshing)
     }
 
     pub fn on_refresh_message(&mut self, msg: &[u8]) -> Verdict {
+        if let Some(probe) = &mut self.probe {
+            let (verdict, done) = probe.feed(msg);
+            if let Some(rows) = done {
+                self.probe = None;
+                self.approvals.set_estimate(rows);
+            }
+            return verdict;
+        }
         match &mut self.masking {
             Some(m) => m.on_refresh_message(msg),
             None => Verdict::Forward,
@@ -431,7 +454,14 @@ impl Governance {
     /// forwarded unjudged: `onParseError` decides it.
     /// `settled`: nothing sent earlier is still running, so the settings the server
     /// reported are the ones it will read this text with.
-    fn decide<'a>(&mut self, sql: &'a [u8], settled: bool) -> Result<Decided<'a>, Stopped> {
+    /// `quiet`: nothing else is in flight and no transaction block is open, so the sidecar
+    /// may ask the server something first (an approval's row estimate).
+    fn decide<'a>(
+        &mut self,
+        sql: &'a [u8],
+        settled: bool,
+        quiet: bool,
+    ) -> Result<Decided<'a>, Stopped> {
         let (policy, class) = self.class();
         if let Some(too_long) = policy.engine.over_limit(sql.len()) {
             return Err(denial_error(&policy, &too_long).into());
@@ -470,10 +500,22 @@ impl Governance {
                 Ok((decision, policy, text))
             }
             Action::RequireApproval => {
-                match self
-                    .approvals
-                    .judge(&policy, &decision, &text, &self.identity)
-                {
+                let dialect = self.syntax.dialect();
+                let estimating = if quiet {
+                    Estimating::Yes {
+                        generic_plan: dialect.server_major.is_some_and(|m| m >= 16),
+                    }
+                } else {
+                    Estimating::No
+                };
+                match self.approvals.judge(
+                    &policy,
+                    &decision,
+                    &text,
+                    &self.identity,
+                    &dialect,
+                    estimating,
+                ) {
                     Judged::Allow => {
                         info!(rule = decision.rule(), "approved statement runs");
                         self.ddl.sent(&decision.operations);
@@ -486,6 +528,10 @@ impl Governance {
                     Judged::Refuse(error) => {
                         info!(rule = decision.rule(), error = %error, "statement needing approval refused");
                         Err(error.into())
+                    }
+                    Judged::Explain(explain) => {
+                        self.probe = Some(ExplainProbe::default());
+                        Err(Stopped::Probe(ExplainProbe::query(&explain)))
                     }
                 }
             }
@@ -713,6 +759,7 @@ impl Governance {
 
     /// The transaction status of a ReadyForQuery the client gets.
     pub fn on_transaction_status(&mut self, status: u8) {
+        self.txn_status = status;
         self.ddl.on_status(status);
         if let Some(m) = &mut self.masking {
             m.on_status(status);

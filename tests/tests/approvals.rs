@@ -169,6 +169,18 @@ impl Fixture {
         self.plugin(&["deny", name, "--comment", comment], Some(&token))
     }
 
+    /// A plugin run that must succeed.
+    fn must(&self, out: Output) -> Output {
+        assert!(
+            out.status.success(),
+            "kubectl palisade failed ({}): {}{}",
+            out.status,
+            stdout(&out),
+            stderr(&out)
+        );
+        out
+    }
+
     /// The request as `GET /approvals/NAME` shows it.
     fn request(&self, name: &str) -> Value {
         let (status, body) = self
@@ -506,7 +518,7 @@ async fn two_distinct_approvers_when_the_rule_says_two() {
             .await
     });
     let name = notices.held().await;
-    assert!(f.approve(&name, "bob@example.com", &[]).status.success());
+    f.must(f.approve(&name, "bob@example.com", &[]));
     // One approval of two: still held, and bob cannot count twice.
     assert!(still_held(&mut held).await);
     assert_eq!(f.request(&name)["status"]["state"], "Pending");
@@ -517,7 +529,7 @@ async fn two_distinct_approvers_when_the_rule_says_two() {
         "{}",
         stderr(&twice)
     );
-    assert!(f.approve(&name, "carol@example.com", &[]).status.success());
+    f.must(f.approve(&name, "carol@example.com", &[]));
     let rows = tokio::time::timeout(Duration::from_secs(10), held)
         .await
         .expect("runs after the second approval")
@@ -538,11 +550,7 @@ async fn an_approval_lets_the_same_shape_rerun_for_the_grant_ttl() {
             .await
     });
     let name = notices.held().await;
-    assert!(
-        f.approve(&name, "bob@example.com", &["data-stewards"])
-            .status
-            .success()
-    );
+    f.must(f.approve(&name, "bob@example.com", &["data-stewards"]));
     held.await.unwrap().unwrap();
 
     // Same shape, other literal: runs at once, no notice.
@@ -559,11 +567,7 @@ async fn an_approval_lets_the_same_shape_rerun_for_the_grant_ttl() {
         tokio::spawn(async move { c.simple_query("SELECT count(*) FROM orders").await });
     let second = notices.held().await;
     assert!(still_held(&mut other).await);
-    assert!(
-        f.deny(&second, "bob@example.com", &["data-stewards"], "no")
-            .status
-            .success()
-    );
+    f.must(f.deny(&second, "bob@example.com", &["data-stewards"], "no"));
     other.await.unwrap().unwrap_err();
 
     // After grantTtl (4s) the first shape asks again too.
@@ -635,11 +639,7 @@ async fn a_pipelining_client_waits_behind_the_held_statement() {
         "nothing answers what waits behind the held statement"
     );
 
-    assert!(
-        f.approve(&name, "bob@example.com", &["data-stewards"])
-            .status
-            .success()
-    );
+    f.must(f.approve(&name, "bob@example.com", &["data-stewards"]));
     let (tags, _) = read_through_ready(&mut raw).await;
     assert_eq!(tags, b"CZ", "the DELETE runs");
     let (tags, _) = read_through_ready(&mut raw).await;
@@ -733,11 +733,18 @@ fn psql_shows_the_notice_and_runs_the_statement_once_approved() {
         assert!(Instant::now() < deadline, "no pending request: {body}");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(
-        f.approve(&name, "bob@example.com", &["data-stewards"])
-            .status
-            .success()
+    // The planner's estimate, from a plain EXPLAIN on the session's own connection: the
+    // primary key finds one row.
+    let request = f.request(&name);
+    assert_eq!(request["spec"]["estimate"]["rows"], 1, "{request:#}");
+    assert_eq!(
+        f.pg.psql(DATABASE, "SELECT count(*) FROM customers WHERE id = 501")
+            .unwrap()
+            .trim(),
+        "1",
+        "the EXPLAIN did not run the DELETE"
     );
+    f.must(f.approve(&name, "bob@example.com", &["data-stewards"]));
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "DELETE 1");

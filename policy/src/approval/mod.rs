@@ -6,6 +6,7 @@
 //! cluster) and the sidecar's admin endpoint (standalone) judge by the same code.
 
 mod decide;
+mod estimate;
 mod grants;
 mod justification;
 mod name;
@@ -16,6 +17,7 @@ mod update;
 pub use decide::{
     admit, current_state, evaluate, is_approver, requester_identity, tally, withdraw,
 };
+pub use estimate::{explain_statement, rows_touched};
 pub use grants::{
     DEFAULT_GRANT_CAPACITY, GrantStore, GrantTtl, MAX_GRANT_TTL, ONCE_GRANT_WINDOW, identity_key,
 };

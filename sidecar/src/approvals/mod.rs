@@ -3,8 +3,10 @@
 //! and decide them ([`http`]).
 
 pub mod desk;
+pub mod estimate;
 pub mod http;
 pub mod stage;
 
 pub use desk::ApprovalDesk;
-pub use stage::{ApprovalStage, Judged};
+pub use estimate::ExplainProbe;
+pub use stage::{ApprovalStage, Estimating, Judged};

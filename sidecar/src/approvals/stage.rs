@@ -14,10 +14,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use palisade_policy::Operation;
 use palisade_policy::analysis::{fingerprint, normalize};
-use palisade_policy::approval::{GrantTtl, check_justification};
-use palisade_policy::crd::{ApprovalRequestSpec, ApprovalState, Requester, Verdict};
+use palisade_policy::approval::{GrantTtl, check_justification, explain_statement};
+use palisade_policy::crd::{ApprovalRequestSpec, ApprovalState, Estimate, Requester, Verdict};
 use palisade_policy::decision::{Decision, Identity};
+use palisade_policy::dialect::SqlDialect;
 use palisade_policy::duration::parse_duration;
 use palisade_policy::model::Approval;
 use palisade_policy::timestamp;
@@ -38,6 +40,20 @@ pub enum Judged {
     /// Not put to anyone (a justification is missing, the rule cannot be followed), or
     /// decided against: the error the client gets.
     Refuse(PgError),
+    /// Estimate the rows it touches first: send this `EXPLAIN` on the session's
+    /// connection, hand its result to [`ApprovalStage::set_estimate`], then judge again.
+    Explain(String),
+}
+
+/// Whether the session can run an `EXPLAIN` for the estimate now, and how.
+#[derive(Clone, Copy)]
+pub enum Estimating {
+    /// Not now: something else is in flight, or a transaction block is open (an EXPLAIN
+    /// that failed there would abort the client's transaction).
+    No,
+    /// Yes; `generic_plan`: the server has `EXPLAIN (GENERIC_PLAN)` (16 and later), for a
+    /// statement with parameters.
+    Yes { generic_plan: bool },
 }
 
 type Wait = Pin<Box<dyn Future<Output = ApprovalState> + Send>>;
@@ -74,6 +90,10 @@ pub struct ApprovalStage {
     held: Option<Held>,
     /// A request decided (or closed) whose statement has not been looked at again yet.
     released: Option<Released>,
+    /// The statement (fingerprint) an EXPLAIN is running for.
+    estimating: Option<String>,
+    /// Its result: rows, or `None` when it could not be had.
+    estimate: Option<(String, Option<u64>)>,
 }
 
 impl ApprovalStage {
@@ -89,6 +109,15 @@ impl ApprovalStage {
             justification: None,
             held: None,
             released: None,
+            estimating: None,
+            estimate: None,
+        }
+    }
+
+    /// The rows the EXPLAIN [`Judged::Explain`] asked for came to.
+    pub fn set_estimate(&mut self, rows: Option<u64>) {
+        if let Some(fingerprint) = self.estimating.take() {
+            self.estimate = Some((fingerprint, rows));
         }
     }
 
@@ -138,6 +167,8 @@ impl ApprovalStage {
         decision: &Decision,
         text: &str,
         identity: &Identity,
+        dialect: &SqlDialect,
+        estimating: Estimating,
     ) -> Judged {
         let rule = decision.rule().unwrap_or_default().to_string();
         let key = policy.key();
@@ -194,6 +225,25 @@ impl ApprovalStage {
                 ));
             }
         };
+        let writes = decision
+            .operations
+            .iter()
+            .any(|o| matches!(o, Operation::Update | Operation::Delete | Operation::Merge));
+        let estimate = match self.estimate.take() {
+            Some((fp, rows)) if fp == fingerprint => rows,
+            _ => match (writes, estimating) {
+                (true, Estimating::Yes { generic_plan }) => {
+                    match explain_statement(text, dialect, generic_plan) {
+                        Some(explain) => {
+                            self.estimating = Some(fingerprint);
+                            return Judged::Explain(explain);
+                        }
+                        None => None,
+                    }
+                }
+                _ => None,
+            },
+        };
         let now = SystemTime::now();
         let spec = ApprovalRequestSpec {
             policy: policy.rendered.name.clone(),
@@ -211,7 +261,7 @@ impl ApprovalStage {
                 .into_iter()
                 .collect(),
             columns: decision.columns.iter().cloned().collect(),
-            estimate: None,
+            estimate: estimate.map(|rows| Estimate { rows }),
             justification: self.justification.clone(),
             expires_at: timestamp::format(now + timeout),
             decisions: Vec::new(),
