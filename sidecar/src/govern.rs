@@ -813,8 +813,9 @@ pub fn denial_error(policy: &LoadedPolicy, decision: &Decision) -> PgError {
     match &decision.reason {
         Reason::Rule { rule } => {
             let what = match decision.action {
+                // Held by the approvals stage, not denied; named for completeness.
                 Action::RequireApproval => format!(
-                    "palisade: statement requires approval under rule \"{rule}\" of policy {key}; this sidecar has no approval workflow, so it is denied"
+                    "palisade: statement requires approval under rule \"{rule}\" of policy {key}"
                 ),
                 _ => format!("palisade: statement denied by rule \"{rule}\" of policy {key}"),
             };
