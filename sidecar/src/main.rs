@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use palisade_policy::decision::Identity;
-use palisade_sidecar::server::{self, Options};
+use palisade_sidecar::server::{self, ApprovalsMode, Options};
 
 /// Palisade's PostgreSQL sidecar: governs every statement between an app and its database.
 #[derive(Parser)]
@@ -79,11 +79,24 @@ struct RunArgs {
     /// (`palisade.dev/model=fraud-v3`).
     #[arg(long, env = "PALISADE_POD_LABELS", value_name = "K=V,…", value_parser = parse_labels)]
     pod_labels: Option<Labels>,
+    /// Where approval requests (rules with RequireApproval) are filed and decided: `local`
+    /// (kept by the sidecar, decided at its admin endpoint with verified ID tokens),
+    /// `kubernetes` (ApprovalRequest objects in the policy's namespace, decided through the
+    /// API server), or `auto`: kubernetes in a pod, local elsewhere.
+    #[arg(long, env = "PALISADE_APPROVALS", value_enum, default_value_t = Approvals::Auto)]
+    approvals: Approvals,
     /// Worker threads. One (the default) runs everything on a single thread with no
     /// cross-thread wake-ups, which measured fastest on small pods; raise it for sidecars
     /// with more than a core to spend.
     #[arg(long, env = "PALISADE_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     workers: u16,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Approvals {
+    Auto,
+    Local,
+    Kubernetes,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -198,6 +211,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             workload: args.workload,
             labels: args.pod_labels.map(|l| l.0).unwrap_or_default(),
             ..Identity::default()
+        },
+        approvals: match args.approvals {
+            Approvals::Local => ApprovalsMode::Local,
+            Approvals::Kubernetes => ApprovalsMode::Kubernetes,
+            // Every pod's containers get KUBERNETES_SERVICE_HOST from the kubelet.
+            Approvals::Auto if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
+                ApprovalsMode::Kubernetes
+            }
+            Approvals::Auto => ApprovalsMode::Local,
         },
     };
     // A current-thread runtime polls on the thread that blocks on it: give that one the

@@ -18,12 +18,13 @@ use tracing::{error, info, warn};
 use palisade_policy::decision::Identity;
 
 use crate::admin;
-use crate::approvals::ApprovalDesk;
+use crate::approvals::{ApprovalDesk, ClusterApprovals};
 use crate::cancel::CancelRegistry;
 use crate::config::{LoadedPolicy, SecretStore, fingerprint, load_policies};
 use crate::masking::shared::Catalogs;
 use crate::metrics::Metrics;
 use crate::session::{self, ListenerContext};
+use palisade_policy::approval::DEFAULT_HISTORY_RETENTION;
 
 /// How the sidecar was asked to run.
 #[derive(Clone, Debug)]
@@ -38,6 +39,17 @@ pub struct Options {
     /// Who the clients are, as far as the pod tells: service account, pod, workload,
     /// labels. Each session adds its database user and any verified login.
     pub workload: Identity,
+    /// Where approval requests are filed and decided.
+    pub approvals: ApprovalsMode,
+}
+
+/// Where approval requests are filed and decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApprovalsMode {
+    /// Kept by the sidecar, decided at its admin endpoint with verified ID tokens.
+    Local,
+    /// ApprovalRequest objects in the policy's namespace, decided through the API server.
+    Kubernetes,
 }
 
 /// A policy's listener while it runs.
@@ -237,6 +249,24 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let cluster = match opts.approvals {
+        ApprovalsMode::Local => None,
+        ApprovalsMode::Kubernetes => {
+            let pod = match (&opts.workload.service_account, &opts.workload.pod) {
+                (Some(sa), Some(pod)) => sa
+                    .split_once('/')
+                    .map(|(namespace, _)| (namespace.to_string(), pod.clone())),
+                _ => None,
+            };
+            let cluster = ClusterApprovals::connect(pod).await.context(
+                "--approvals kubernetes: cannot reach the API server (in a pod: the service account token; elsewhere: KUBECONFIG)",
+            )?;
+            info!(
+                "approval requests are filed as ApprovalRequest objects and decided in the cluster"
+            );
+            Some(Arc::new(cluster))
+        }
+    };
     let sidecar = Arc::new(Sidecar {
         metrics: Arc::new(Metrics::default()),
         cancel: Arc::new(CancelRegistry::default()),
@@ -246,7 +276,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         listen_address: opts.listen_address,
         workload: Arc::new(opts.workload.clone()),
         catalogs: Arc::new(Catalogs::default()),
-        approvals: Arc::new(ApprovalDesk::default()),
+        approvals: Arc::new(ApprovalDesk::new(DEFAULT_HISTORY_RETENTION, cluster)),
         admin_url: admin_url(opts.admin_address),
     });
     sidecar.metrics.reload(true, policies.len());

@@ -35,6 +35,8 @@ pub struct SidecarOptions<'a> {
     /// The listen port the YAML uses; [`Sidecar::start`] waits until it
     /// accepts TCP connections.
     pub port: u16,
+    /// Environment variables for the sidecar process (`KUBECONFIG`, …).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running sidecar with its own policy and secrets directories.
@@ -99,6 +101,7 @@ impl Sidecar {
         }
         let child = cmd
             .args(&opts.extra_args)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -169,6 +169,7 @@ async fn setup(database: &str) -> Setup {
         port,
         // Debug logs of every statement's parse would dwarf the test's own work.
         extra_args: vec!["--log-level".into(), "info".into()],
+        ..Default::default()
     })
     .unwrap();
     let (rport, seen) = recorder(sidecar.port).await;
@@ -602,6 +603,7 @@ async fn predicates_and_derived_columns_can_be_denied() {
         secrets: vec![("mask-key", "hmac", b"test-hmac-key".to_vec())],
         port,
         extra_args: vec!["--log-level".into(), "info".into()],
+        ..Default::default()
     })
     .unwrap();
     let client = connect(&conn_str(sidecar.port, TRUST_USER, db))
@@ -666,6 +668,7 @@ async fn the_row_limit_holds_for_masked_results() {
         secrets: vec![("mask-key", "hmac", b"test-hmac-key".to_vec())],
         port,
         extra_args: vec!["--log-level".into(), "info".into()],
+        ..Default::default()
     })
     .unwrap();
     let (rport, seen) = recorder(sidecar.port).await;

@@ -4,7 +4,7 @@
 //! `palisade_policy::approval`'s to say; this is only the ledger and the bell.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use palisade_policy::approval::{
@@ -18,6 +18,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tracing::info;
+
+use super::cluster::ClusterApprovals;
 
 /// Requests kept at most: the oldest settled ones go first once this many are held.
 const MAX_REQUESTS: usize = 10_000;
@@ -43,6 +45,8 @@ struct Entry {
     created: SystemTime,
     transitions: Vec<Transition>,
     bell: watch::Sender<ApprovalState>,
+    /// Why the request could not be put to its approvers (in a cluster: not filed).
+    failure: Option<String>,
 }
 
 /// A statement to put to its approvers.
@@ -70,12 +74,18 @@ pub enum DeskError {
     NotFound(String),
     #[error(transparent)]
     Refused(#[from] Refusal),
+    #[error(
+        "this sidecar files its approval requests in the cluster, where approvers are verified by the API server: decide with kubectl palisade approve|deny {name} -n {namespace}"
+    )]
+    InCluster { name: String, namespace: String },
 }
 
 /// Every request this sidecar holds or held, and the grants approvals left.
 pub struct ApprovalDesk {
     inner: Mutex<Inner>,
     retention: Duration,
+    /// In a cluster, requests are also ApprovalRequest objects, decided there.
+    cluster: Option<Arc<ClusterApprovals>>,
 }
 
 #[derive(Default)]
@@ -86,17 +96,24 @@ struct Inner {
 
 impl Default for ApprovalDesk {
     fn default() -> Self {
-        ApprovalDesk::new(DEFAULT_HISTORY_RETENTION)
+        ApprovalDesk::new(DEFAULT_HISTORY_RETENTION, None)
     }
 }
 
 impl ApprovalDesk {
-    /// A desk that keeps settled requests readable for `retention`.
-    pub fn new(retention: Duration) -> Self {
+    /// A desk that keeps settled requests readable for `retention`; with `cluster`, each
+    /// request is filed and decided in the cluster.
+    pub fn new(retention: Duration, cluster: Option<Arc<ClusterApprovals>>) -> Self {
         ApprovalDesk {
             inner: Mutex::default(),
             retention,
+            cluster,
         }
+    }
+
+    /// Whether requests are decided in the cluster.
+    pub fn in_cluster(&self) -> bool {
+        self.cluster.is_some()
     }
 
     // Every change under the lock is a single insert or field update, so a panic elsewhere
@@ -106,7 +123,7 @@ impl ApprovalDesk {
     }
 
     /// Files a request and hands back the ticket its session waits on.
-    pub fn open(&self, new: NewRequest, now: SystemTime) -> Ticket {
+    pub fn open(self: &Arc<Self>, new: NewRequest, now: SystemTime) -> Ticket {
         let mut inner = self.lock();
         self.prune(&mut inner, now);
         let mut attempt = 0;
@@ -125,6 +142,16 @@ impl ApprovalDesk {
         };
         let (bell, state) = watch::channel(ApprovalState::Pending);
         info!(request = %name, policy = %new.policy_key, rule = %new.spec.rule, "approval requested");
+        if let Some(cluster) = &self.cluster {
+            cluster.follow(
+                self.clone(),
+                name.clone(),
+                new.namespace.clone(),
+                new.spec.clone(),
+                new.approval.clone(),
+                bell.subscribe(),
+            );
+        }
         inner.requests.insert(
             name.clone(),
             Entry {
@@ -142,6 +169,7 @@ impl ApprovalDesk {
                     by: None,
                 }],
                 bell,
+                failure: None,
             },
         );
         Ticket { name, state }
@@ -160,27 +188,64 @@ impl ApprovalDesk {
         let entry = requests
             .get_mut(name)
             .ok_or_else(|| DeskError::NotFound(name.to_string()))?;
+        if self.cluster.is_some() {
+            return Err(DeskError::InCluster {
+                name: name.to_string(),
+                namespace: entry.namespace.clone(),
+            });
+        }
         let stored = entry.state;
         let state = approval::admit(&entry.spec, stored, &entry.approval, &decision, now)?;
         let by = decision.user.clone();
         entry.spec.decisions.push(decision);
         if state != stored {
             info!(request = %name, state = ?state, by = by.as_deref().unwrap_or("-"), "approval request decided");
-            if state == ApprovalState::Approved
-                && let GrantTtl::For(_) = entry.ttl
-            {
-                // Reruns of the same shape within grantTtl; the held execution itself needs
-                // no grant, the session running it is told directly.
-                grants.grant(
-                    &entry.identity,
-                    &entry.spec.fingerprint,
-                    entry.ttl,
-                    Instant::now(),
-                );
-            }
-            entry.settle(state, now, by);
+            entry.decided(grants, state, now, by);
         }
         Ok(entry.view(name))
+    }
+
+    /// The approvers decided in the cluster: their decisions (as the webhook admitted and
+    /// stamped them) and where they leave the request. Returns the request's final state,
+    /// which is the session's if it settled first.
+    pub fn settle_from_cluster(
+        &self,
+        name: &str,
+        decisions: Vec<ApprovalDecision>,
+        state: ApprovalState,
+    ) -> ApprovalState {
+        let mut inner = self.lock();
+        let Inner { requests, grants } = &mut *inner;
+        let Some(entry) = requests.get_mut(name) else {
+            return state;
+        };
+        if entry.state != ApprovalState::Pending {
+            return entry.state;
+        }
+        let by = decisions.last().and_then(|d| d.user.clone());
+        entry.spec.decisions = decisions;
+        info!(request = %name, state = ?state, by = by.as_deref().unwrap_or("-"), "approval request decided");
+        entry.decided(grants, state, SystemTime::now(), by);
+        state
+    }
+
+    /// The request could not be put to its approvers: its statement is refused, saying why.
+    pub fn fail(&self, name: &str, reason: String) {
+        let mut inner = self.lock();
+        if let Some(entry) = inner.requests.get_mut(name)
+            && entry.state == ApprovalState::Pending
+        {
+            entry.failure = Some(reason);
+            entry.settle(ApprovalState::Expired, SystemTime::now(), None);
+        }
+    }
+
+    /// Why the request could not be put to its approvers, if it could not.
+    pub fn failure(&self, name: &str) -> Option<String> {
+        self.lock()
+            .requests
+            .get(name)
+            .and_then(|e| e.failure.clone())
     }
 
     /// A held statement ended without a decision: Expired (its timeout) or Withdrawn (the
@@ -254,6 +319,28 @@ impl ApprovalDesk {
 }
 
 impl Entry {
+    /// Settled by decisions: an approval leaves a grant for reruns within grantTtl (the
+    /// held execution itself needs none: its session is told directly).
+    fn decided(
+        &mut self,
+        grants: &mut GrantStore,
+        state: ApprovalState,
+        now: SystemTime,
+        by: Option<String>,
+    ) {
+        if state == ApprovalState::Approved
+            && let GrantTtl::For(_) = self.ttl
+        {
+            grants.grant(
+                &self.identity,
+                &self.spec.fingerprint,
+                self.ttl,
+                Instant::now(),
+            );
+        }
+        self.settle(state, now, by);
+    }
+
     fn settle(&mut self, state: ApprovalState, now: SystemTime, by: Option<String>) {
         self.state = state;
         self.transitions.push(Transition {

@@ -129,6 +129,7 @@ pub async fn decide(
             info!(request = %name, approver = %approver.user, verdict = ?body.verdict, "approval decision taken");
             Json(request).into_response()
         }
+        Err(e @ DeskError::InCluster { .. }) => failure(StatusCode::CONFLICT, e.to_string()),
         Err(DeskError::NotFound(_)) => failure(
             StatusCode::NOT_FOUND,
             format!("no approval request named {name:?}"),

@@ -355,6 +355,14 @@ impl ApprovalStage {
                 )
                 .with_detail(format!("The statement was held under {origin}."))
             }
+            ApprovalState::Expired if self.desk.failure(name).is_some() => refusal(
+                format!(
+                    "palisade: approval request {name} could not be put to its approvers: {}",
+                    self.desk.failure(name).unwrap_or_default()
+                ),
+                "the sidecar's service account needs to create approvalrequests in the policy's namespace; see the sidecar's log",
+            )
+            .with_detail(format!("The statement was held under {origin}.")),
             ApprovalState::Expired => refusal(
                 format!(
                     "palisade: approval request {name} expired: no decision within {}",
