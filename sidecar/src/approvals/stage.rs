@@ -301,7 +301,13 @@ impl ApprovalStage {
     }
 
     fn notice(&self, request: &Request) -> Bytes {
+        let namespace = request.policy.split('/').next().unwrap_or_default();
         let how = match &self.admin_url {
+            // In a cluster, through the API server, which knows who the approver is.
+            _ if self.desk.in_cluster() => format!(
+                "approvers run: kubectl palisade approve {} -n {namespace}",
+                request.name
+            ),
             Some(url) => format!(
                 "approvers run: kubectl palisade approve {} --sidecar {url} --token-file <their ID token>",
                 request.name
