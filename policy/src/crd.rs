@@ -602,6 +602,8 @@ mod kube_parts {
         let mut edits = vec![
             set("spec.decisions", json!({"maxItems": 16})),
             set("spec.tables", json!({"maxItems": 256})),
+            set("spec.columns", json!({"maxItems": 1024})),
+            set("spec.operations", json!({"maxItems": 32})),
             set("spec.decisions[].user", json!({"maxLength": 256})),
             set("spec.requester.user", json!({"maxLength": 256})),
             set("spec.decisions[].comment", json!({"maxLength": 1024})),
@@ -642,6 +644,9 @@ mod kube_parts {
             "spec.statement",
             "spec.fingerprint",
             "spec.tables",
+            "spec.operations",
+            "spec.columns",
+            "spec.estimate",
             "spec.justification",
             "spec.expiresAt",
         ] {
