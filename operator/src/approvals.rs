@@ -510,6 +510,26 @@ mod tests {
     }
 
     #[test]
+    fn all_namespaces_adds_a_namespace_column() {
+        let now = timestamp::parse("2026-11-26T10:03:00Z").unwrap();
+        let items = vec![json!({
+            "metadata": {"name": "shop-f0ca45", "namespace": "shop", "creationTimestamp": "2026-11-26T10:02:30Z"},
+            "spec": {"requester": {"serviceAccount": "shop/checkout"}, "statement": "DELETE FROM orders"},
+            "status": {"state": "Pending"}
+        })];
+        let mut out = Vec::new();
+        print_table_with(&items, now, true, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("NAMESPACE   NAME"), "{text}");
+        assert!(lines[1].starts_with("shop        shop-f0ca45"), "{text}");
+        assert!(
+            lines[1].contains("shop/checkout") && lines[1].ends_with("30s"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn decisions_are_appended_with_verdict_and_comment_only() {
         let d = json!({"verdict": "Approve", "comment": "ok"});
         assert_eq!(
