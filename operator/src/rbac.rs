@@ -1,5 +1,6 @@
 //! The sidecars' RBAC in each namespace with DatabasePolicies: Role `palisade-sidecar`
-//! (publish Events, create and follow ApprovalRequests — nothing else) and RoleBinding
+//! (publish Events; create and follow ApprovalRequests and write their status — nothing
+//! else: decisions are people's, through the admission webhook) and RoleBinding
 //! `palisade-sidecar` bound to the service accounts of the namespace's injected pods.
 //!
 //! Both are owned by every DatabasePolicy of the namespace (owner references, none of them
@@ -48,7 +49,8 @@ pub fn role(namespace: &str, owners: &[OwnerReference]) -> Value {
         "rules": [
             {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
             {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-            {"apiGroups": ["palisade.dev"], "resources": ["approvalrequests"], "verbs": ["create", "get", "watch"]},
+            {"apiGroups": ["palisade.dev"], "resources": ["approvalrequests"], "verbs": ["get", "list", "watch", "create"]},
+            {"apiGroups": ["palisade.dev"], "resources": ["approvalrequests/status"], "verbs": ["get", "patch", "update"]},
         ],
     })
 }
@@ -159,7 +161,12 @@ mod tests {
                 (
                     "palisade.dev".into(),
                     "approvalrequests".into(),
-                    "create,get,watch".into()
+                    "get,list,watch,create".into()
+                ),
+                (
+                    "palisade.dev".into(),
+                    "approvalrequests/status".into(),
+                    "get,patch,update".into()
                 ),
             ]
         );

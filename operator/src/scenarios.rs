@@ -61,7 +61,7 @@ async fn expect_rbac(api: &mut ApiServerVerifier) -> (Vec<String>, Vec<String>) 
         "/apis/rbac.authorization.k8s.io/v1/namespaces/ml/roles/palisade-sidecar",
     );
     let rules = role.body["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), 3);
+    assert_eq!(rules.len(), 4);
     let binding = api.echo().await;
     assert_apply(
         &binding,

@@ -330,6 +330,13 @@ fn contract_cluster_rules(webhook_configuration: &str) -> Grants {
             &["get", "list", "watch", "create"],
             "*",
         ),
+        // Granted on to the sidecars, which set a request's state.
+        (
+            "palisade.dev",
+            &["approvalrequests/status"],
+            &["get", "patch", "update"],
+            "*",
+        ),
         (
             "",
             &["configmaps"],
@@ -840,7 +847,7 @@ fn webhook_configuration_selects_opted_in_pods_outside_system_namespaces() {
         "no cert-manager annotation in selfManaged mode"
     );
     let hooks = config.webhooks.as_ref().unwrap();
-    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks.len(), 2, "injection and approvals");
     let w = &hooks[0];
     assert_eq!(w.name, "inject.palisade.dev");
 
@@ -897,6 +904,47 @@ fn webhook_configuration_selects_opted_in_pods_outside_system_namespaces() {
     assert_eq!(w.admission_review_versions, ["v1"]);
     assert_eq!(w.reinvocation_policy.as_deref(), Some("IfNeeded"));
     assert_eq!(w.match_policy.as_deref(), Some("Equivalent"));
+}
+
+#[test]
+fn approval_decisions_go_through_a_fail_closed_webhook() {
+    for sets in [&[][..], &["webhook.tls.mode=certManager"][..]] {
+        let r = render(sets);
+        let hooks = r.webhook().webhooks.as_ref().unwrap();
+        let w = hooks
+            .iter()
+            .find(|w| w.name == "approvals.palisade.dev")
+            .expect("the approvals webhook");
+        let svc = w.client_config.service.as_ref().unwrap();
+        assert_eq!(svc.name, "palisade-webhook");
+        assert_eq!(svc.namespace, RELEASE_NAMESPACE);
+        assert_eq!(svc.path.as_deref(), Some("/approvalrequests"));
+        assert_eq!(svc.port, Some(443));
+        assert!(
+            w.client_config.ca_bundle.is_none(),
+            "caBundle is the operator's or cert-manager's, as for injection"
+        );
+        let rules = w.rules.as_ref().unwrap();
+        assert_eq!(rules.len(), 1);
+        let strings = |v: &Option<Vec<String>>| v.clone().unwrap_or_default();
+        assert_eq!(strings(&rules[0].api_groups), ["palisade.dev"]);
+        assert_eq!(strings(&rules[0].api_versions), ["v1alpha1"]);
+        // Not approvalrequests/status: the sidecar writes the state there.
+        assert_eq!(strings(&rules[0].resources), ["approvalrequests"]);
+        assert_eq!(strings(&rules[0].operations), ["CREATE", "UPDATE"]);
+        // Whatever webhook.failurePolicy says for injection, decisions fail closed.
+        assert_eq!(w.failure_policy.as_deref(), Some("Fail"));
+        assert_eq!(w.side_effects, "None");
+        assert!(w.object_selector.is_none() && w.namespace_selector.is_none());
+        assert_eq!(w.admission_review_versions, ["v1"]);
+    }
+    let ignore = render(&["webhook.failurePolicy=Ignore"]);
+    assert_eq!(
+        ignore.webhook().webhooks.as_ref().unwrap()[1]
+            .failure_policy
+            .as_deref(),
+        Some("Fail")
+    );
 }
 
 #[test]

@@ -449,6 +449,14 @@ fn the_operator_and_the_sidecars_have_least_privilege() {
         &["watch", "maskingrules.palisade.dev", "-n", ns],
         &["watch", "approvalrequests.palisade.dev", "-n", ns],
         &["create", "approvalrequests.palisade.dev", "-n", ns],
+        // Held only to grant it to the sidecars, which set a request's state.
+        &[
+            "patch",
+            "approvalrequests.palisade.dev",
+            "-n",
+            ns,
+            "--subresource=status",
+        ],
         &["create", "configmaps", "-n", ns],
         &["patch", "configmaps", "-n", ns],
         &["delete", "configmaps", "-n", ns],
@@ -496,12 +504,9 @@ fn the_operator_and_the_sidecars_have_least_privilege() {
         &["patch", "events.events.k8s.io", "-n", ns],
         &["create", "approvalrequests.palisade.dev", "-n", ns],
         &["get", "approvalrequests.palisade.dev", "-n", ns],
+        &["list", "approvalrequests.palisade.dev", "-n", ns],
         &["watch", "approvalrequests.palisade.dev", "-n", ns],
-    ];
-    let sidecar_denied: &[&[&str]] = &[
-        // A sidecar must never decide or rewrite the requests it holds statements for.
-        &["update", "approvalrequests.palisade.dev", "-n", ns],
-        &["patch", "approvalrequests.palisade.dev", "-n", ns],
+        // The sidecar sets the state (Pending, then Approved, Denied, Expired, Withdrawn).
         &[
             "patch",
             "approvalrequests.palisade.dev",
@@ -509,6 +514,18 @@ fn the_operator_and_the_sidecars_have_least_privilege() {
             ns,
             "--subresource=status",
         ],
+        &[
+            "update",
+            "approvalrequests.palisade.dev",
+            "-n",
+            ns,
+            "--subresource=status",
+        ],
+    ];
+    let sidecar_denied: &[&[&str]] = &[
+        // A sidecar must never decide or rewrite the requests it holds statements for.
+        &["update", "approvalrequests.palisade.dev", "-n", ns],
+        &["patch", "approvalrequests.palisade.dev", "-n", ns],
         &["delete", "approvalrequests.palisade.dev", "-n", ns],
         &["create", "approvalrequests.palisade.dev", "-n", "default"],
         &["get", "secrets", "-n", ns],
@@ -609,4 +626,260 @@ fn with_the_operator_down_pods_are_admitted_and_surfaced_once_it_is_back() {
             .find(|e| e["reason"] == "NotInjected")
     });
     assert_eq!(event["type"], "Warning", "{event}");
+}
+
+/// The approvals webhook and the plugin against the real API server: the sidecar's service
+/// account (its token, with the Role the operator granted) creates a request and sets its
+/// state; people decide with `kubectl palisade approve` under their own logins, and the
+/// stored decision names who the API server authenticated.
+#[test]
+fn decisions_on_approval_requests_name_the_identity_the_api_server_verified() {
+    let Some((env, _up)) = shared() else { return };
+    let cp = env.cp;
+    let ns = "approvals";
+    cp.namespace(ns);
+    let steward = format!("oidc:{}", palisade_tests::controlplane::STEWARD.0);
+    let rules = format!(
+        "  - name: customer-export
+    match: {{operations: [Delete]}}
+    action: RequireApproval
+    approval: {{approvers: {{users: ['{steward}'], groups: [data-stewards]}}}}
+"
+    );
+    cp.apply(&policy(ns, "features-db", "notebook", 6432, 5432, &rules))
+        .unwrap();
+    wait_ready(cp, ns, "features-db", "True");
+    cp.kubectl_ok(&["-n", ns, "create", "serviceaccount", "notebook"]);
+    // The sidecar's identity is its pod's service account, bound by the operator to the
+    // sidecar Role once an injected pod runs under it.
+    wait_for(WAIT, "pod approvals/notebook-0 with a sidecar", || {
+        cp.apply(&format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: notebook-0
+  namespace: {ns}
+  labels: {{app: notebook, palisade.dev/inject: \"true\"}}
+spec:
+  serviceAccountName: notebook
+  containers:
+  - {{name: app, image: registry.example/notebook:1, command: [sleep, infinity]}}
+"
+        ))
+        .unwrap();
+        let stored = cp.get_json(&["-n", ns, "pod", "notebook-0"])?;
+        if sidecars(&stored) == 0 {
+            cp.kubectl_ok(&["-n", ns, "delete", "pod", "notebook-0", "--wait=true"]);
+            return None;
+        }
+        Some(stored)
+    });
+    wait_for(WAIT, "RoleBinding palisade-sidecar naming notebook", || {
+        cp.get_json(&["-n", ns, "rolebinding", "palisade-sidecar"])
+            .filter(|rb| rb.to_string().contains("\"notebook\""))
+    });
+    let sidecar = cp.service_account_kubeconfig(ns, "notebook").unwrap();
+    // People need RBAC to reach the webhook at all: both may patch requests here, and the
+    // webhook decides whose decision counts.
+    cp.apply(&format!(
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: approvers, namespace: {ns}}}
+rules:
+- {{apiGroups: [palisade.dev], resources: [approvalrequests], verbs: [get, list, watch, patch]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: approvers, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: approvers}}
+subjects:
+- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: '{steward}'}}
+- {{apiGroup: rbac.authorization.k8s.io, kind: Group, name: contractors}}
+"
+    ))
+    .unwrap();
+
+    let request = |name: &str, decisions: &str| {
+        format!(
+            "apiVersion: palisade.dev/v1alpha1
+kind: ApprovalRequest
+metadata: {{name: {name}, namespace: {ns}, labels: {{palisade.dev/policy: features-db}}}}
+spec:
+  policy: features-db
+  rule: customer-export
+  requester: {{user: alice@example.com, serviceAccount: {ns}/notebook, pod: notebook-0, dbUser: analyst}}
+  statement: DELETE FROM customers WHERE region = $1
+  fingerprint: sha256:ab
+  operations: [Delete]
+  tables: [public.customers]
+  estimate: {{rows: 1840}}
+  expiresAt: '2099-01-01T00:00:00Z'
+  decisions: {decisions}
+"
+        )
+    };
+    let create = |manifest: &str| cp.kubectl_with(&sidecar, &["create", "-f", "-"], Some(manifest));
+    // A request is born undecided.
+    let forged = create(&request(
+        "features-db-forged",
+        "[{verdict: Approve, user: 'oidc:steward@example.com'}]",
+    ));
+    assert!(!forged.status.success(), "created with a decision");
+    assert!(
+        String::from_utf8_lossy(&forged.stderr).contains("carries no decisions"),
+        "{}",
+        String::from_utf8_lossy(&forged.stderr)
+    );
+    for name in ["features-db-7f3a9c", "features-db-typed"] {
+        let out = create(&request(name, "[]"));
+        assert!(
+            out.status.success(),
+            "the sidecar's service account creates {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = cp.kubectl_with(
+            &sidecar,
+            &[
+                "-n",
+                ns,
+                "patch",
+                "approvalrequest",
+                name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status":{"state":"Pending"}}"#,
+            ],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "the sidecar's service account sets the state: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let plugin = |kubeconfig: &std::path::Path, args: &[&str]| {
+        std::process::Command::new(palisade_tests::sidecar::plugin_binary())
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .output()
+            .unwrap()
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let name = "features-db-7f3a9c";
+
+    // The contractor may patch, but is no approver: the webhook's message, exit 1.
+    let out = plugin(
+        &cp.kubeconfig(Who::Contractor),
+        &["approve", name, "-n", ns, "--comment", "mine"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("contractor is not an approver of rule customer-export"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The steward, logged in through Dex, approves; the decision names the user the API
+    // server mapped from the ID token.
+    let steward_kc = cp.steward_kubeconfig().unwrap();
+    let out = plugin(
+        &steward_kc,
+        &["approve", name, "-n", ns, "--comment", "ok for Q4"],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains(&steward),
+        "{}",
+        text(&out.stdout)
+    );
+    let stored = cp.get_json(&["-n", ns, "approvalrequest", name]).unwrap();
+    let decisions = stored["spec"]["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), 1, "{stored}");
+    assert_eq!(decisions[0]["verdict"], "Approve");
+    assert_eq!(decisions[0]["comment"], "ok for Q4");
+    assert_eq!(decisions[0]["user"], steward.as_str());
+    assert!(decisions[0]["at"].is_string(), "{stored}");
+
+    // Whatever a client types into a decision, the API server's identity is stored.
+    let out = cp.kubectl_with(
+        &steward_kc,
+        &[
+            "-n",
+            ns,
+            "patch",
+            "approvalrequest",
+            "features-db-typed",
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/spec/decisions/-","value":{"verdict":"Deny","user":"ceo@example.com","groups":["data-stewards"],"at":"1999-01-01T00:00:00Z"}}]"#,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let typed = cp
+        .get_json(&["-n", ns, "approvalrequest", "features-db-typed"])
+        .unwrap();
+    let d = &typed["spec"]["decisions"][0];
+    assert_eq!(d["user"], steward.as_str(), "{typed}");
+    assert_ne!(d["at"], "1999-01-01T00:00:00Z", "{typed}");
+    assert!(
+        !d["groups"].to_string().contains("data-stewards"),
+        "groups are the API server's: {typed}"
+    );
+
+    // A decision cannot be rewritten, not even by the one who made it.
+    let out = cp.kubectl_with(
+        &steward_kc,
+        &[
+            "-n",
+            ns,
+            "patch",
+            "approvalrequest",
+            name,
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/spec/decisions/0/verdict","value":"Deny"}]"#,
+        ],
+        None,
+    );
+    assert!(!out.status.success(), "a decision was rewritten");
+    assert!(
+        text(&out.stderr).contains("decision 0 was changed"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Listed, as the steward sees them (pending: the state is the sidecar's to settle).
+    let out = plugin(&steward_kc, &["approvals", "-n", ns]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table.contains(name) && table.contains("alice@example.com"),
+        "{table}"
+    );
+    assert!(table.contains("1840"), "{table}");
+    let out = plugin(
+        &cp.kubeconfig(Who::Admin),
+        &["approvals", "-A", "--all", "-o", "json"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let item = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["metadata"]["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not listed: {listed}"));
+    assert_eq!(item["status"]["state"], "Pending");
+    assert_eq!(item["spec"]["decisions"][0]["user"], steward.as_str());
 }

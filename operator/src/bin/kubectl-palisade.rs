@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::io::Write;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use palisade_operator::approvals::{SidecarEndpoint, print_table, read_token};
+use palisade_operator::approvals::{
+    Cluster, DecideError, Scope, SidecarEndpoint, print_table_with, read_token,
+};
 use palisade_policy::analysis::analyze;
 use palisade_policy::decision::{Action, Decision, Identity, Reason, RuleSet, SearchPath};
 use palisade_policy::decision_cache::Engine;
@@ -38,11 +40,13 @@ enum Command {
     #[command(subcommand)]
     Audit(AuditCommand),
     /// List approval requests: statements held until approvers decide (pending ones unless
-    /// --all).
+    /// --all), in the cluster of your kubeconfig or at a standalone sidecar (--sidecar).
     Approvals(ApprovalsArgs),
-    /// Approve a held statement, as the approver your ID token names.
+    /// Approve a held statement, as the identity the API server authenticates from your
+    /// kubeconfig (or, with --sidecar, the one your ID token names).
     Approve(DecideArgs),
-    /// Deny a held statement, as the approver your ID token names.
+    /// Deny a held statement, as the identity the API server authenticates from your
+    /// kubeconfig (or, with --sidecar, the one your ID token names).
     Deny(DecideArgs),
 }
 
@@ -50,6 +54,9 @@ enum Command {
 struct ApprovalsArgs {
     #[command(flatten)]
     target: Target,
+    /// Requests in every namespace (cluster only).
+    #[arg(short = 'A', long, conflicts_with_all = ["namespace", "sidecar"])]
+    all_namespaces: bool,
     /// Settled requests too (Approved, Denied, Expired, Withdrawn), kept as history.
     #[arg(long)]
     all: bool,
@@ -73,16 +80,33 @@ struct DecideArgs {
     output: Output,
 }
 
-/// Where the requests are.
+/// Where the requests are: the cluster of the kubeconfig (default), or a standalone sidecar.
 #[derive(clap::Args)]
 struct Target {
-    /// A standalone sidecar's admin endpoint, e.g. http://127.0.0.1:9187.
-    #[arg(long, value_name = "URL", required = true)]
-    sidecar: String,
-    /// A file holding your OIDC ID token (`-`: standard input); the sidecar verifies it
-    /// and records you as the approver.
-    #[arg(long, value_name = "F")]
+    /// A standalone sidecar's admin endpoint, e.g. http://127.0.0.1:9187, instead of the
+    /// cluster.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["kubeconfig", "context", "namespace"])]
+    sidecar: Option<String>,
+    /// With --sidecar: a file holding your OIDC ID token (`-`: standard input); the sidecar
+    /// verifies it and records you as the approver. In a cluster you are who the API server
+    /// authenticates from your kubeconfig.
+    #[arg(long, value_name = "F", requires = "sidecar")]
     token_file: Option<PathBuf>,
+    /// The kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "F")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: the current one).
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+    /// The namespace of the requests (default: the context's namespace).
+    #[arg(short = 'n', long, value_name = "NS")]
+    namespace: Option<String>,
+}
+
+impl Target {
+    async fn cluster(&self) -> anyhow::Result<Cluster> {
+        Cluster::connect(self.kubeconfig.as_deref(), self.context.as_deref()).await
+    }
 }
 
 #[derive(Subcommand)]
@@ -174,9 +198,30 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Exit status: 0 listed, 2 bad input or no answer (the API server's refusal too: nothing
+/// was listed).
 fn approvals(args: ApprovalsArgs) -> anyhow::Result<std::process::ExitCode> {
-    let endpoint = SidecarEndpoint::parse(&args.target.sidecar)?;
-    let mut items = runtime()?.block_on(endpoint.list())?;
+    let target = &args.target;
+    let mut items = match &target.sidecar {
+        Some(url) => {
+            let endpoint = SidecarEndpoint::parse(url)?;
+            runtime()?.block_on(endpoint.list())?
+        }
+        None => runtime()?.block_on(async {
+            let cluster = target.cluster().await?;
+            let scope = if args.all_namespaces {
+                Scope::All
+            } else {
+                Scope::Namespace(
+                    target
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| cluster.default_namespace.clone()),
+                )
+            };
+            cluster.list(&scope).await
+        })?,
+    };
     if !args.all {
         items.retain(|r| r["status"]["state"] == "Pending");
     }
@@ -190,27 +235,57 @@ fn approvals(args: ApprovalsArgs) -> anyhow::Result<std::process::ExitCode> {
             });
             writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
         }
-        Output::Text => print_table(&items, std::time::SystemTime::now(), &mut out)?,
+        Output::Text => print_table_with(
+            &items,
+            std::time::SystemTime::now(),
+            args.all_namespaces,
+            &mut out,
+        )?,
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// Exit status: 0 decided, 1 refused by the sidecar, 2 bad input or no answer.
+/// Exit status: 0 decided, 1 refused (by the sidecar, the API server or the approvals
+/// webhook), 2 bad input or no answer.
 fn decide(args: DecideArgs, verdict: &str) -> anyhow::Result<std::process::ExitCode> {
-    let endpoint = SidecarEndpoint::parse(&args.target.sidecar)?;
-    let Some(token_file) = &args.target.token_file else {
-        anyhow::bail!(
-            "--token-file is required: approvers prove who they are with their OIDC ID token"
-        );
-    };
-    let token = read_token(token_file)?;
-    let result =
-        runtime()?.block_on(endpoint.decide(&args.name, verdict, args.comment.as_deref(), &token));
-    let request = match result {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("kubectl-palisade: {e:#}");
-            return Ok(std::process::ExitCode::from(1));
+    let target = &args.target;
+    let comment = args.comment.as_deref();
+    let request = match &target.sidecar {
+        Some(url) => {
+            let endpoint = SidecarEndpoint::parse(url)?;
+            let Some(token_file) = &target.token_file else {
+                anyhow::bail!(
+                    "--token-file is required with --sidecar: approvers prove who they are with their OIDC ID token"
+                );
+            };
+            let token = read_token(token_file)?;
+            match runtime()?.block_on(endpoint.decide(&args.name, verdict, comment, &token)) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("kubectl-palisade: {e:#}");
+                    return Ok(std::process::ExitCode::from(1));
+                }
+            }
+        }
+        None => {
+            let result = runtime()?.block_on(async {
+                let cluster = target.cluster().await?;
+                let namespace = target
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| cluster.default_namespace.clone());
+                cluster
+                    .decide(&namespace, &args.name, verdict, comment)
+                    .await
+            });
+            match result {
+                Ok(r) => r,
+                Err(DecideError::Refused(message)) => {
+                    eprintln!("kubectl-palisade: {message}");
+                    return Ok(std::process::ExitCode::from(1));
+                }
+                Err(DecideError::Failed(e)) => return Err(e),
+            }
         }
     };
     let mut out = std::io::stdout().lock();

@@ -1,6 +1,7 @@
-//! The AdmissionReview endpoint: decode, decide with [`inject`], answer.
+//! The AdmissionReview endpoints: decode, decide with [`inject`] (pods) or
+//! [`super::approvals`] (ApprovalRequests, which fail closed), answer.
 //!
-//! The webhook must never be why a pod cannot be created: whatever goes wrong inside (no
+//! The injection webhook must never be why a pod cannot be created: whatever goes wrong inside (no
 //! policies loaded yet, a policy that does not render, a patch that cannot be serialised), the
 //! answer is `allowed` — with the reason annotated on opted-in pods and sent back as a warning
 //! — never a denial. Only a body that is not an AdmissionReview gets an HTTP error (400).
@@ -34,32 +35,51 @@ pub struct WebhookState {
     pub client: Option<kube::Client>,
 }
 
-/// `POST /inject` (pods, CREATE) and `GET /healthz`.
+/// `POST /inject` (pods, CREATE), `POST /approvalrequests` (ApprovalRequests, CREATE and
+/// UPDATE) and `GET /healthz`.
 pub fn router(state: WebhookState) -> Router {
     Router::new()
         .route("/inject", post(inject_handler))
+        .route(super::approvals::PATH, post(approvals_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 
 async fn inject_handler(State(state): State<WebhookState>, body: Bytes) -> Response {
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            debug!(error = %e, "request body is not an AdmissionReview");
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("request body is not an AdmissionReview: {e}\n"),
-            )
-                .into_response();
+    match decode(&body) {
+        Ok(request) => Json(wire_review(review_request(&state, &request).await)).into_response(),
+        Err(bad) => bad,
+    }
+}
+
+async fn approvals_handler(State(state): State<WebhookState>, body: Bytes) -> Response {
+    match decode(&body) {
+        Ok(request) => {
+            let now = std::time::SystemTime::now();
+            Json(wire_review(
+                super::approvals::review_approval(&state, &request, now).await,
+            ))
+            .into_response()
         }
-    };
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
-        Ok(r) => r,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
-    };
-    Json(wire_review(review_request(&state, &request).await)).into_response()
+        Err(bad) => bad,
+    }
+}
+
+/// The request of an AdmissionReview body, or the 400 answer to a body that is not one.
+#[allow(clippy::result_large_err)]
+fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Response> {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).map_err(|e| {
+        debug!(error = %e, "request body is not an AdmissionReview");
+        (
+            StatusCode::BAD_REQUEST,
+            format!("request body is not an AdmissionReview: {e}\n"),
+        )
+            .into_response()
+    })?;
+    review
+        .try_into()
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response())
 }
 
 /// The review as JSON for the API server. `patch` is a `[]byte` in the API, which travels as

@@ -1,12 +1,16 @@
-//! The admission webhook server: sidecar injection into pods.
+//! The admission webhook server: sidecar injection into pods, and the verified decisions on
+//! ApprovalRequests.
 //!
 //! - [`inject`]: the pure function from a pod and its matching policies to a JSON patch;
+//! - [`approvals`]: ApprovalRequest CREATE/UPDATE — decisions stamped with the API server's
+//!   `userInfo`, only approvers' appended decisions on pending requests admitted;
 //! - [`policies`]: which DatabasePolicies select a pod (reflector caches) and their hashes;
 //! - [`handler`]: the AdmissionReview endpoint;
 //! - [`certs`], [`selfmanaged`], [`cabundle`], [`certdir`]: webhook TLS, either self-managed
 //!   (own CA in a Secret, `caBundle` kept current) or from cert-manager's files;
 //! - [`server`]: HTTPS with the certificate resolved per handshake.
 
+pub mod approvals;
 pub mod cabundle;
 pub mod certdir;
 pub mod certs;
@@ -261,7 +265,7 @@ pub async fn start(
         .await
         .with_context(|| format!("binding the webhook to {}", args.webhook_address))?;
     let local_addr = axum::serve::Listener::local_addr(&listener)?;
-    info!(address = %local_addr, tls = ?args.webhook_tls, native_sidecars = native, "webhook listening (POST /inject)");
+    info!(address = %local_addr, tls = ?args.webhook_tls, native_sidecars = native, "webhook listening (POST /inject, POST /approvalrequests)");
     let task = tokio::spawn(server::serve(listener, router(state), shutdown));
     Ok(Running {
         local_addr,

@@ -74,9 +74,14 @@ impl Operator {
             .into_iter()
             .next()
             .ok_or_else(|| anyhow!("the chart rendered no MutatingWebhookConfiguration"))?;
-        let url = format!("https://127.0.0.1:{}/inject", operator.webhook_port);
         let bundle = base64_encode(cp.ca.cert_pem.as_bytes());
         for hook in mwc["webhooks"].as_array_mut().into_iter().flatten() {
+            // Each webhook keeps the chart's path (/inject, /approvalrequests).
+            let path = hook["clientConfig"]["service"]["path"]
+                .as_str()
+                .ok_or_else(|| anyhow!("webhook {} has no service path", hook["name"]))?
+                .to_string();
+            let url = format!("https://127.0.0.1:{}{path}", operator.webhook_port);
             hook["clientConfig"] = json!({"url": url, "caBundle": bundle});
         }
         cp.apply(&mwc.to_string())
