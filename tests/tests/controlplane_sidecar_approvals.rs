@@ -179,6 +179,24 @@ async fn a_held_statement_is_an_approval_request_the_steward_approves_through_th
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&name), "{body}");
 
+    // People decide through the API server with the rights a Role gives them.
+    cp.apply(&format!(
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: approvers, namespace: {NS}}}
+rules:
+- {{apiGroups: [palisade.dev], resources: [approvalrequests], verbs: [get, list, watch, patch]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: approvers, namespace: {NS}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: approvers}}
+subjects:
+- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: 'oidc:{}'}}
+",
+        STEWARD.0
+    ))
+    .unwrap();
     let steward = cp.steward_kubeconfig().unwrap();
     let out = plugin(
         cp,
