@@ -9,6 +9,7 @@
 //! of the kubectl plugin's `audit` and `approvals|approve|deny` commands.
 
 pub mod admin;
+pub mod approval_history;
 pub mod approvals;
 pub mod audit;
 pub mod controller;

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use kube::Client;
@@ -34,8 +35,16 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "PALISADE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+    /// How long decided and expired ApprovalRequests stay readable before the leader
+    /// deletes them (`90d`, `720h`, …).
+    #[arg(long, env = "PALISADE_APPROVAL_RETENTION", default_value = "90d", value_parser = parse_retention)]
+    pub approval_retention: Duration,
     #[command(flatten)]
     pub webhook: crate::webhook::WebhookArgs,
+}
+
+fn parse_retention(text: &str) -> Result<Duration, String> {
+    palisade_policy::duration::parse_duration(text)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -146,7 +155,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         |leads| {
             leader_metrics.leader.set(i64::from(leads));
         },
-        |term| crate::controller::run(client.clone(), metrics.clone(), reporter.clone(), term),
+        |term| {
+            let controller = crate::controller::run(
+                client.clone(),
+                metrics.clone(),
+                reporter.clone(),
+                term.clone(),
+            );
+            let history =
+                crate::approval_history::run(client.clone(), args.approval_retention, term);
+            async move {
+                tokio::join!(controller, history);
+            }
+        },
     );
 
     // Whichever part ends first (a failure, or shutdown) stops the other.

@@ -327,7 +327,8 @@ fn contract_cluster_rules(webhook_configuration: &str) -> Grants {
         (
             "palisade.dev",
             &["approvalrequests"],
-            &["get", "list", "watch", "create"],
+            // delete: approval history past approvalRetention.
+            &["get", "list", "watch", "create", "delete"],
             "*",
         ),
         // Granted on to the sidecars, which set a request's state.
@@ -647,6 +648,7 @@ fn operator_environment_is_the_contract() {
         ("PALISADE_LEASE_NAME", "palisade-operator"),
         ("PALISADE_LOG_LEVEL", "info"),
         ("PALISADE_LOG_FORMAT", "json"),
+        ("PALISADE_APPROVAL_RETENTION", "90d"),
         ("PALISADE_WEBHOOK_ADDRESS", "0.0.0.0:9443"),
         ("PALISADE_WEBHOOK_TLS", "self-managed"),
         ("PALISADE_WEBHOOK_SERVICE", "palisade-webhook"),

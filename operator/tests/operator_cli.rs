@@ -57,6 +57,8 @@ fn run_takes_the_contract_flags() {
         "[env: PALISADE_LOG_FORMAT=]",
         "--webhook-address <WEBHOOK_ADDRESS>",
         "--sidecar-image <SIDECAR_IMAGE>",
+        "--approval-retention <APPROVAL_RETENTION>",
+        "[env: PALISADE_APPROVAL_RETENTION=]",
     ] {
         assert!(help.contains(flag), "missing {flag} in:\n{help}");
     }

@@ -85,6 +85,10 @@ struct RunArgs {
     /// API server), or `auto`: kubernetes in a pod, local elsewhere.
     #[arg(long, env = "PALISADE_APPROVALS", value_enum, default_value_t = Approvals::Auto)]
     approvals: Approvals,
+    /// How long decided and expired approval requests stay readable at the admin endpoint
+    /// (standalone; in a cluster the operator keeps the history).
+    #[arg(long, env = "PALISADE_APPROVAL_RETENTION", default_value = "90d", value_parser = parse_duration)]
+    approval_retention: Duration,
     /// Worker threads. One (the default) runs everything on a single thread with no
     /// cross-thread wake-ups, which measured fastest on small pods; raise it for sidecars
     /// with more than a core to spend.
@@ -212,6 +216,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             labels: args.pod_labels.map(|l| l.0).unwrap_or_default(),
             ..Identity::default()
         },
+        approval_retention: args.approval_retention,
         approvals: match args.approvals {
             Approvals::Local => ApprovalsMode::Local,
             Approvals::Kubernetes => ApprovalsMode::Kubernetes,

@@ -24,7 +24,6 @@ use crate::config::{LoadedPolicy, SecretStore, fingerprint, load_policies};
 use crate::masking::shared::Catalogs;
 use crate::metrics::Metrics;
 use crate::session::{self, ListenerContext};
-use palisade_policy::approval::DEFAULT_HISTORY_RETENTION;
 
 /// How the sidecar was asked to run.
 #[derive(Clone, Debug)]
@@ -41,6 +40,8 @@ pub struct Options {
     pub workload: Identity,
     /// Where approval requests are filed and decided.
     pub approvals: ApprovalsMode,
+    /// How long settled approval requests stay readable.
+    pub approval_retention: Duration,
 }
 
 /// Where approval requests are filed and decided.
@@ -276,7 +277,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         listen_address: opts.listen_address,
         workload: Arc::new(opts.workload.clone()),
         catalogs: Arc::new(Catalogs::default()),
-        approvals: Arc::new(ApprovalDesk::new(DEFAULT_HISTORY_RETENTION, cluster)),
+        approvals: Arc::new(ApprovalDesk::new(opts.approval_retention, cluster)),
         admin_url: admin_url(opts.admin_address),
     });
     sidecar.metrics.reload(true, policies.len());

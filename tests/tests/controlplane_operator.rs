@@ -449,6 +449,8 @@ fn the_operator_and_the_sidecars_have_least_privilege() {
         &["watch", "maskingrules.palisade.dev", "-n", ns],
         &["watch", "approvalrequests.palisade.dev", "-n", ns],
         &["create", "approvalrequests.palisade.dev", "-n", ns],
+        // Approval history past approvalRetention.
+        &["delete", "approvalrequests.palisade.dev", "-n", ns],
         // Held only to grant it to the sidecars, which set a request's state.
         &[
             "patch",
