@@ -232,4 +232,48 @@ subjects:
         .then_some(reasons)
     });
     assert!(reasons.len() >= 2, "{reasons:?}");
+    // The pod whose sidecar held the statement hears of it too.
+    wait_for(WAIT, "the pod's approval Events", || {
+        let reasons = events(cp, "shop-1");
+        (reasons.contains(&"ApprovalRequested".to_string())
+            && reasons.contains(&"Approved".to_string()))
+        .then_some(reasons)
+    });
+
+    // A cancel (Ctrl-C) while held withdraws the request in the cluster too.
+    let (client, connection) =
+        tokio_postgres::connect(&sidecar.conn_str(SUPERUSER, None, "held"), NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let cancel = client.cancel_token();
+    let held =
+        tokio::spawn(async move { client.execute("DELETE FROM orders WHERE id = 2", &[]).await });
+    let second = wait_for(WAIT, "a second ApprovalRequest", || {
+        let list = cp.get_json(&["-n", NS, "approvalrequests"])?;
+        list["items"]
+            .as_array()?
+            .iter()
+            .find(|r| r["metadata"]["name"] != name.as_str() && r["status"]["state"] == "Pending")
+            .and_then(|r| r["metadata"]["name"].as_str().map(str::to_string))
+    });
+    cancel.cancel_query(NoTls).await.unwrap();
+    let err = tokio::time::timeout(WAIT, held)
+        .await
+        .expect("a cancelled hold ends")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+    wait_for(WAIT, "the second request Withdrawn", || {
+        cp.get_json(&["-n", NS, "approvalrequest", &second])
+            .filter(|r| r["status"]["state"] == "Withdrawn")
+    });
+    // A decision on a withdrawn request is refused by the webhook.
+    let late = plugin(cp, &steward, &["approve", &second, "-n", NS]);
+    assert_eq!(late.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&late.stderr).contains("no longer Pending"),
+        "{}",
+        String::from_utf8_lossy(&late.stderr)
+    );
 }
