@@ -9,6 +9,8 @@
 //! error is swapped for the real explanation. No response ordering is ever simulated.
 
 use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -35,6 +37,9 @@ use crate::syntax::SessionSyntax;
 use crate::verdict::Verdict;
 
 const DENIED_TOKEN: &str = "PALISADE_DENIED_";
+
+/// How long the row limit's cancel request may take to reach the server.
+const CANCEL_DELIVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A message's statements and the masking plan of each.
 type Planned = (Arc<Vec<StatementInfo>>, Vec<Arc<StatementPlan>>);
@@ -99,6 +104,10 @@ pub struct Governance {
     probe: Option<ExplainProbe>,
     /// Transaction status from the last ReadyForQuery.
     txn_status: u8,
+    /// The cancel the row limit sent, until the server has it. PostgreSQL applies a cancel
+    /// to whatever the backend runs when it arrives: the client's next statement waits,
+    /// or a cancel meant for the cut-off statement could cancel that one instead.
+    cancel_in_flight: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 /// The stages a session's statements pass besides the decision itself.
@@ -123,6 +132,7 @@ impl Governance {
             approvals,
             probe: None,
             txn_status: b'I',
+            cancel_in_flight: None,
             ddl: DdlWatch::new(catalog.clone()),
             catalog,
             masking,
@@ -187,6 +197,9 @@ impl Governance {
         idle: bool,
         settled: bool,
     ) -> Verdict {
+        if self.cancel_in_flight.is_some() {
+            return Verdict::Hold(Bytes::new());
+        }
         let sql = &msg[5..msg.len().saturating_sub(1)];
         if self.take_justification(sql) {
             if let Some(m) = &mut self.masking {
@@ -234,6 +247,9 @@ impl Governance {
     /// An extended-protocol Parse: decided on its text; the statement's later Bind and
     /// Execute follow it (a denied Parse leaves no statement to execute).
     pub fn on_parse(&mut self, msg: &[u8], idle: bool, settled: bool) -> Verdict {
+        if self.cancel_in_flight.is_some() {
+            return Verdict::Hold(Bytes::new());
+        }
         let Some((name, sql)) = results::parse(msg) else {
             return Verdict::Forward; // malformed: the server will say so
         };
@@ -642,12 +658,18 @@ impl Governance {
             // Woken by the relay once the server side ends the refresh.
             return std::task::Poll::Pending;
         }
+        if let Some(cancel) = &mut self.cancel_in_flight {
+            if cancel.as_mut().poll(cx).is_pending() {
+                return std::task::Poll::Pending;
+            }
+            self.cancel_in_flight = None;
+        }
         self.approvals.poll_release(cx)
     }
 
-    /// Whether a client statement is held for approval.
+    /// Whether a client statement is held: for approval, or until a cancel is delivered.
     pub fn holding(&self) -> bool {
-        self.approvals.holding()
+        self.cancel_in_flight.is_some() || self.approvals.holding()
     }
 
     /// Whether ErrorResponses must be held for inspection.
@@ -734,9 +756,18 @@ impl Governance {
         // Stop the database working for rows nobody will see; its cancellation error is
         // then shown as the limit error, and a transaction block is aborted on both sides.
         if let Some((upstream, key)) = self.cancel.clone() {
-            tokio::spawn(async move {
-                let _ = crate::upstream::send_cancel(&upstream, key).await;
+            let sent = tokio::spawn(async move {
+                // Bounded: an unreachable server must not hold the session's next
+                // statement for long.
+                let _ = tokio::time::timeout(
+                    CANCEL_DELIVERY,
+                    crate::upstream::send_cancel(&upstream, key),
+                )
+                .await;
             });
+            self.cancel_in_flight = Some(Box::pin(async move {
+                let _ = sent.await;
+            }));
         }
     }
 
