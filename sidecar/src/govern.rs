@@ -9,9 +9,9 @@
 //! error is swapped for the real explanation. No response ordering is ever simulated.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
