@@ -627,10 +627,12 @@ impl Governance {
     /// server gets a `SET` of its own that keeps nothing (so the client still sees the
     /// server's answer, in order). False for every other statement.
     fn take_justification(&mut self, sql: &[u8]) -> bool {
-        // Cheap test first: nearly no statement mentions the setting at all.
-        if !sql
-            .windows(JUSTIFICATION_SETTING.len())
-            .any(|w| w.eq_ignore_ascii_case(JUSTIFICATION_SETTING.as_bytes()))
+        // Cheap tests first: a SET of the setting is short, and nearly no statement
+        // mentions it at all, so a large statement is never scanned.
+        if sql.len() > MAX_JUSTIFICATION_STATEMENT
+            || !sql
+                .windows(JUSTIFICATION_SETTING.len())
+                .any(|w| w.eq_ignore_ascii_case(JUSTIFICATION_SETTING.as_bytes()))
         {
             return false;
         }
@@ -797,6 +799,9 @@ impl Governance {
         }
     }
 }
+
+/// The longest statement looked at as a possible `SET palisade.justification`.
+const MAX_JUSTIFICATION_STATEMENT: usize = 64 * 1024;
 
 /// What the server gets in place of `SET palisade.justification = '…'`.
 const JUSTIFICATION_RESET: &str = "SET palisade.justification TO DEFAULT";

@@ -52,7 +52,7 @@ fn main() -> anyhow::Result<()> {
         Command::Token { dir, user, groups } => {
             let issuer = issuer::load(&dir)?;
             let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
-            println!("{}", issuer.id_token(&user, &groups));
+            println!("{}", issuer.sign(issuer.id_token_claims(&user, &groups))?);
         }
     }
     Ok(())
